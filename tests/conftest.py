@@ -1,0 +1,28 @@
+"""Shared fixtures: both anyio backends, and a clean environment for every test."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"debug": True}), id="asyncio"),
+        pytest.param(("trio", {}), id="trio"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """Every async test runs on asyncio and on trio."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's AGORA_* variables never leak into a test."""
+    for name in (
+        "AGORA_APP_ID",
+        "AGORA_CUSTOMER_ID",
+        "AGORA_CUSTOMER_SECRET",
+        "AGORA_STT_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
