@@ -1,6 +1,140 @@
-"""agora-stt-async: an asyncio SDK for Agora Real-Time STT."""
+"""agora-stt-async: an asyncio SDK for Agora Real-Time STT.
 
+Start with ``AsyncClient`` (one method per endpoint of both API generations) and
+``Session`` (many tasks, safely). The ``emulator`` and ``testing`` modules serve a local
+stand-in for the service; ``state`` holds the pure task-state machine; ``stores`` the
+places task records live.
+"""
+
+from agora_stt_async._client import AgentsAPI, AsyncClient, LegacyAPI
+from agora_stt_async._clock import Clock, SystemClock
 from agora_stt_async._enums import AgentStatus, ApiGeneration, LegacyTaskStatus
+from agora_stt_async._errors import (
+    AgoraSTTError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    BuilderTokenError,
+    BuilderTokenExpiredError,
+    ConfigurationError,
+    ConflictError,
+    ConnectError,
+    ConnectionLost,
+    NotFoundError,
+    PaginationError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitError,
+    RequestTimeout,
+    ResponseError,
+    ServerError,
+    ServiceNotEnabledError,
+    SessionError,
+    StopIncompleteError,
+    TaskAlreadyStartedError,
+    TransportError,
+    UsageError,
+    ValidationError,
+)
+from agora_stt_async._hosts import Area
+from agora_stt_async._models import (
+    AcquireRequest,
+    Agent,
+    AgentPage,
+    BuilderToken,
+    CaptionConfig,
+    ExtensionParams,
+    JoinRequest,
+    LanguagePair,
+    LegacyStartRequest,
+    ResponseInfo,
+    RtcConfig,
+    StorageConfig,
+    Task,
+    TranslateConfig,
+    UidLanguages,
+    UpdateRequest,
+    UpdateRtcConfig,
+)
+from agora_stt_async._pagination import AgentIterator
+from agora_stt_async._retry import RetryBudgetConfig, RetryPolicy
+from agora_stt_async._stats import ClientStatistics, OperationStatistics
 from agora_stt_async._version import __version__
 
-__all__ = ["AgentStatus", "ApiGeneration", "LegacyTaskStatus", "__version__"]
+__all__ = [
+    # client
+    "AsyncClient",
+    "AgentsAPI",
+    "LegacyAPI",
+    "AgentIterator",
+    "Area",
+    "RetryPolicy",
+    "RetryBudgetConfig",
+    "ClientStatistics",
+    "OperationStatistics",
+    "Clock",
+    "SystemClock",
+    # models
+    "AcquireRequest",
+    "Agent",
+    "AgentPage",
+    "AgentStatus",
+    "ApiGeneration",
+    "BuilderToken",
+    "CaptionConfig",
+    "ExtensionParams",
+    "JoinRequest",
+    "LanguagePair",
+    "LegacyStartRequest",
+    "LegacyTaskStatus",
+    "ResponseInfo",
+    "RtcConfig",
+    "StorageConfig",
+    "Task",
+    "TranslateConfig",
+    "UidLanguages",
+    "UpdateRequest",
+    "UpdateRtcConfig",
+    # errors
+    "AgoraSTTError",
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BuilderTokenError",
+    "BuilderTokenExpiredError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectError",
+    "ConnectionLost",
+    "NotFoundError",
+    "PaginationError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RequestTimeout",
+    "ResponseError",
+    "ServerError",
+    "ServiceNotEnabledError",
+    "SessionError",
+    "StopIncompleteError",
+    "TaskAlreadyStartedError",
+    "TransportError",
+    "UsageError",
+    "ValidationError",
+    "__version__",
+]
+
+
+def _rewrite_modules() -> None:
+    # Public names report the public module, as httpx does, so reprs and docs don't
+    # point users at private modules.
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("agora_stt_async._"):
+            try:
+                obj.__module__ = "agora_stt_async"
+            except (AttributeError, TypeError):  # pragma: no cover - builtins
+                pass
+
+
+_rewrite_modules()

@@ -1,0 +1,615 @@
+"""``AsyncClient``: configuration, ownership, and one thin method per endpoint.
+
+``client.agents`` speaks the v7 agents API (join / get / update / leave / list) and
+``client.legacy`` the legacy v5/v6 builder-token API (acquire / start / query / update /
+stop). Every method validates its input before sending, goes through ``HttpCore`` and
+returns a model; nothing here touches httpx directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Final, final
+from urllib.parse import quote, urlsplit
+
+import attrs
+import httpx
+
+from agora_stt_async import _constants as C
+from agora_stt_async._clock import Clock, SystemClock
+from agora_stt_async._converter import (
+    structure_page,
+    structure_response,
+    unstructure_request,
+    wire_update_mask,
+)
+from agora_stt_async._enums import AgentStatus
+from agora_stt_async._errors import ConfigurationError, ValidationError
+from agora_stt_async._hosts import Area, hosts_for_area
+from agora_stt_async._http import Endpoint, HttpCore
+from agora_stt_async._models import (
+    AcquireRequest,
+    Agent,
+    AgentPage,
+    BuilderToken,
+    JoinRequest,
+    LanguagePair,
+    LegacyStartRequest,
+    Task,
+    TranslateConfig,
+    UidLanguages,
+    UpdateRequest,
+    UpdateRtcConfig,
+)
+from agora_stt_async._pagination import AgentIterator
+from agora_stt_async._retry import RetryPolicy
+from agora_stt_async._secrets import Secret
+from agora_stt_async._stats import ClientStatistics
+
+DEFAULT_TIMEOUT_S: Final = 10.0
+"""Per-request timeout; Agora's own Go middleware uses 10 s for these calls."""
+DEFAULT_MAX_IN_FLIGHT: Final = 64
+"""Requests in flight at once per client (and connections in its pool)."""
+
+_JOIN: Final = Endpoint("join", "POST", idempotent=False)
+_GET: Final = Endpoint("query", "GET", idempotent=True)
+_UPDATE: Final = Endpoint("update", "POST", idempotent=True)
+_LEAVE: Final = Endpoint("leave", "POST", idempotent=True)
+_LIST: Final = Endpoint("list", "GET", idempotent=True)
+_ACQUIRE: Final = Endpoint("acquire", "POST", idempotent=False)
+_START: Final = Endpoint("start", "POST", idempotent=False)
+_QUERY: Final = Endpoint("legacy_query", "GET", idempotent=True)
+_LEGACY_UPDATE: Final = Endpoint("legacy_update", "PATCH", idempotent=True)
+_STOP: Final = Endpoint("stop", "DELETE", idempotent=True)
+# Update is retried: the server applies the latest sequenceId, so a repeat with the same
+# sequenceId is harmless (spec §4.6). Leave/stop are retried: the session treats "not
+# found" after a retry as "stopped".
+
+
+def _env_or(value: str | None, name: str) -> str | None:
+    return value if value is not None else os.environ.get(name) or None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(url: str, *, allow_insecure: bool) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base URL must be http(s)://host[:port], got {url!r}")
+    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain http:// to {parts.hostname}: credentials would travel "
+            "unencrypted. Use https://, a loopback address, or allow_insecure=True."
+        )
+    return url.rstrip("/")
+
+
+def _id(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, "must be a non-empty string", value)
+    return quote(value, safe="")
+
+
+def _sequence_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError("sequence_id", "must be an integer >= 0", value)
+    return value
+
+
+def _token_name(token: object) -> str:
+    name = token.token_name if isinstance(token, BuilderToken) else token
+    if not isinstance(name, str) or not name:
+        raise ValidationError("token", "a BuilderToken or its non-empty token_name", None)
+    return name
+
+
+def build_update(
+    request: UpdateRequest | None,
+    *,
+    languages: Sequence[str] | None = None,
+    keywords: Sequence[str] | None = None,
+    uid_languages_config: Sequence[UidLanguages] | None = None,
+    subscribe_audio_uids: Sequence[str] | None = None,
+    translate_enable: bool | None = None,
+    translate_languages: Sequence[LanguagePair] | None = None,
+) -> UpdateRequest:
+    """An ``UpdateRequest`` from either a model or keyword fields (not both)."""
+    given = any(
+        value is not None
+        for value in (
+            languages,
+            keywords,
+            uid_languages_config,
+            subscribe_audio_uids,
+            translate_enable,
+            translate_languages,
+        )
+    )
+    if request is not None:
+        if given:
+            raise ValidationError("update", "pass an UpdateRequest or keyword fields, not both")
+        return request
+    translate = None
+    if translate_enable is not None or translate_languages is not None:
+        translate = TranslateConfig(languages=translate_languages, enable=translate_enable)
+    return UpdateRequest(
+        languages=languages,
+        keywords=keywords,
+        uid_languages_config=uid_languages_config,
+        rtc_config=(
+            None
+            if subscribe_audio_uids is None
+            else UpdateRtcConfig(subscribe_audio_uids=subscribe_audio_uids)
+        ),
+        translate_config=translate,
+    )
+
+
+@final
+class AgentsAPI:
+    """The v7 agents API: ``client.agents``."""
+
+    def __init__(self, http: HttpCore, prefix: str) -> None:
+        self._http = http
+        self._prefix = prefix
+
+    async def join(
+        self,
+        request: JoinRequest,
+        *,
+        request_id: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Agent:
+        """Start an agent (``POST /join``).
+
+        Not retried once it may have reached the server; on ``TransportError`` with
+        ``maybe_processed`` or a 5xx, find out with ``list(channel=...)`` (``Session``
+        does this for you). Joining again with the same ``name`` never creates a second
+        agent: the server answers ``ConflictError``.
+
+        Raises:
+            ValidationError: ``request`` is not a ``JoinRequest``.
+            APIError, TransportError: see ``agora_stt_async._errors``.
+        """
+        if not isinstance(request, JoinRequest):
+            raise ValidationError("request", "must be a JoinRequest", None)
+        exchange = await self._http.request(
+            _JOIN,
+            f"{self._prefix}/join",
+            json_body=unstructure_request(request),
+            request_id=request_id,
+            retry=retry,
+        )
+        return structure_response(exchange.body, Agent, info=exchange.info)
+
+    async def get(
+        self, agent_id: str, *, request_id: str | None = None, retry: RetryPolicy | None = None
+    ) -> Agent:
+        """Query one agent (``GET /agents/{agentId}``); ``NotFoundError`` if unknown."""
+        exchange = await self._http.request(
+            _GET,
+            f"{self._prefix}/agents/{_id(agent_id, 'agent_id')}",
+            request_id=request_id,
+            retry=retry,
+        )
+        return structure_response(exchange.body, Agent, info=exchange.info)
+
+    async def update(
+        self,
+        agent_id: str,
+        request: UpdateRequest | None = None,
+        *,
+        sequence_id: int,
+        languages: Sequence[str] | None = None,
+        keywords: Sequence[str] | None = None,
+        uid_languages_config: Sequence[UidLanguages] | None = None,
+        subscribe_audio_uids: Sequence[str] | None = None,
+        translate_enable: bool | None = None,
+        translate_languages: Sequence[LanguagePair] | None = None,
+        request_id: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Agent:
+        """Change a running agent (``POST /agents/{agentId}/update``).
+
+        Pass the fields to change (or an ``UpdateRequest``); each is replaced as a
+        whole and ``updateMask`` is derived from them. ``sequence_id`` must grow with
+        every update of the agent (``Session`` allocates it for you). Agora asks for at
+        least 5 s between updates.
+        """
+        body = build_update(
+            request,
+            languages=languages,
+            keywords=keywords,
+            uid_languages_config=uid_languages_config,
+            subscribe_audio_uids=subscribe_audio_uids,
+            translate_enable=translate_enable,
+            translate_languages=translate_languages,
+        )
+        params: dict[str, str | int] = {
+            "sequenceId": _sequence_id(sequence_id),
+            "updateMask": wire_update_mask(body),
+        }
+        exchange = await self._http.request(
+            _UPDATE,
+            f"{self._prefix}/agents/{_id(agent_id, 'agent_id')}/update",
+            params=params,
+            json_body=unstructure_request(body),
+            request_id=request_id,
+            retry=retry,
+        )
+        return structure_response(exchange.body, Agent, info=exchange.info)
+
+    async def leave(
+        self, agent_id: str, *, request_id: str | None = None, retry: RetryPolicy | None = None
+    ) -> None:
+        """Stop an agent (``POST /agents/{agentId}/leave``).
+
+        Raises ``NotFoundError`` if the agent is unknown or already gone (the session
+        treats that as stopped).
+        """
+        await self._http.request(
+            _LEAVE,
+            f"{self._prefix}/agents/{_id(agent_id, 'agent_id')}/leave",
+            request_id=request_id,
+            retry=retry,
+        )
+
+    def list(
+        self,
+        *,
+        channel: str | None = None,
+        state: AgentStatus | int | None = None,
+        from_time: int | None = None,
+        to_time: int | None = None,
+        page_size: int | None = None,
+        cursor: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> AgentIterator:
+        """Every agent matching the filters, following the cursor (``GET /agents``).
+
+        Server defaults apply to what is not given: ``state`` RUNNING, the last 24 h of
+        creation time, 20 per page. ``page_size`` is the ``limit`` per request.
+        ``cursor`` resumes after the agent with that id (``AgentIterator.cursor``).
+        Returns at once; requests are made as you iterate.
+        """
+        params: dict[str, str | int] = {}
+        if channel is not None:
+            params["channel"] = _text_param(channel, "channel")
+        if state is not None:
+            params["state"] = str(_state_code(state))
+        if from_time is not None:
+            params["from_time"] = _int_param(from_time, "from_time", 0)
+        if to_time is not None:
+            params["to_time"] = _int_param(to_time, "to_time", 0)
+        if page_size is not None:
+            params["limit"] = _int_param(page_size, "page_size", 1)
+        path = f"{self._prefix}/agents"
+
+        async def fetch(page_cursor: str | None) -> AgentPage:
+            query = params if page_cursor is None else {**params, "cursor": page_cursor}
+            exchange = await self._http.request(_LIST, path, params=query, retry=retry)
+            return structure_page(exchange.body, info=exchange.info)
+
+        return AgentIterator(fetch, cursor=cursor)
+
+
+def _text_param(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, "must be a non-empty string", value)
+    return value
+
+
+def _int_param(value: object, field: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValidationError(field, f"must be an integer >= {low}", value)
+    return value
+
+
+def _state_code(state: object) -> int:
+    if isinstance(state, AgentStatus):
+        return state.code
+    if isinstance(state, bool) or not isinstance(state, int):
+        raise ValidationError("state", "an AgentStatus or its code 0..6", state)
+    try:
+        return AgentStatus.from_code(state).code
+    except ValueError:
+        raise ValidationError("state", "an AgentStatus or its code 0..6", state) from None
+
+
+@final
+class LegacyAPI:
+    """The legacy v5/v6 builder-token API: ``client.legacy``.
+
+    Past end-of-life at Agora (June 2026) but still served to old projects.
+    """
+
+    def __init__(self, http: HttpCore, prefix: str) -> None:
+        self._http = http
+        self._prefix = prefix
+
+    async def acquire(
+        self, instance_id: str, *, request_id: str | None = None, retry: RetryPolicy | None = None
+    ) -> BuilderToken:
+        """Get a builder token (``POST /builderTokens``); start a task within 5 minutes."""
+        body = unstructure_request(AcquireRequest(instance_id=instance_id))
+        exchange = await self._http.request(
+            _ACQUIRE,
+            f"{self._prefix}/builderTokens",
+            json_body=body,
+            request_id=request_id,
+            retry=retry,
+        )
+        return structure_response(exchange.body, BuilderToken, info=exchange.info)
+
+    async def start(
+        self,
+        token: BuilderToken | str,
+        request: LegacyStartRequest,
+        *,
+        request_id: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Task:
+        """Start a task with a builder token (``POST /tasks?builderToken=``).
+
+        Starting again with the same token never creates a second task: the server
+        answers ``TaskAlreadyStartedError`` carrying the existing ``task_id``.
+        """
+        name = _token_name(token)
+        if not isinstance(request, LegacyStartRequest):
+            raise ValidationError("request", "must be a LegacyStartRequest", None)
+        exchange = await self._http.request(
+            _START,
+            f"{self._prefix}/tasks",
+            params={"builderToken": name},
+            json_body=unstructure_request(request),
+            request_id=request_id,
+            retry=retry,
+        )
+        return _with_token(structure_response(exchange.body, Task, info=exchange.info), name)
+
+    async def query(
+        self,
+        task_id: str,
+        token: BuilderToken | str,
+        *,
+        request_id: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Task:
+        """Query a task (``GET /tasks/{taskId}?builderToken=``) with the token that started it."""
+        name = _token_name(token)
+        exchange = await self._http.request(
+            _QUERY,
+            f"{self._prefix}/tasks/{_id(task_id, 'task_id')}",
+            params={"builderToken": name},
+            request_id=request_id,
+            retry=retry,
+        )
+        return _with_token(structure_response(exchange.body, Task, info=exchange.info), name)
+
+    async def update(
+        self,
+        task_id: str,
+        token: BuilderToken | str,
+        request: UpdateRequest | None = None,
+        *,
+        sequence_id: int,
+        languages: Sequence[str] | None = None,
+        uid_languages_config: Sequence[UidLanguages] | None = None,
+        subscribe_audio_uids: Sequence[str] | None = None,
+        translate_enable: bool | None = None,
+        translate_languages: Sequence[LanguagePair] | None = None,
+        request_id: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Task:
+        """Change a task (``PATCH /tasks/{taskId}``); fields as ``agents.update``."""
+        name = _token_name(token)
+        body = build_update(
+            request,
+            languages=languages,
+            uid_languages_config=uid_languages_config,
+            subscribe_audio_uids=subscribe_audio_uids,
+            translate_enable=translate_enable,
+            translate_languages=translate_languages,
+        )
+        if body.keywords is not None:
+            raise ValidationError("keywords", "not supported by the legacy API")
+        params: dict[str, str | int] = {
+            "builderToken": name,
+            "sequenceId": _sequence_id(sequence_id),
+            "updateMask": wire_update_mask(body),
+        }
+        exchange = await self._http.request(
+            _LEGACY_UPDATE,
+            f"{self._prefix}/tasks/{_id(task_id, 'task_id')}",
+            params=params,
+            json_body=unstructure_request(body),
+            request_id=request_id,
+            retry=retry,
+        )
+        return _with_token(structure_response(exchange.body, Task, info=exchange.info), name)
+
+    async def stop(
+        self,
+        task_id: str,
+        token: BuilderToken | str,
+        *,
+        request_id: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Stop a task (``DELETE /tasks/{taskId}?builderToken=``) with the token that started it.
+
+        A repeated stop answers ``ConflictError`` (code 49) or ``NotFoundError``.
+        """
+        name = _token_name(token)
+        await self._http.request(
+            _STOP,
+            f"{self._prefix}/tasks/{_id(task_id, 'task_id')}",
+            params={"builderToken": name},
+            request_id=request_id,
+            retry=retry,
+        )
+
+
+def _with_token(task: Task, token_name: str) -> Task:
+    return attrs.evolve(task, token_name=token_name)
+
+
+@final
+class AsyncClient:
+    """An Agora Real-Time STT client for one App ID.
+
+    Args:
+        app_id: the project's App ID (default: ``AGORA_APP_ID``).
+        customer_id, customer_secret: RESTful API credentials (default:
+            ``AGORA_CUSTOMER_ID`` / ``AGORA_CUSTOMER_SECRET``).
+        base_url: one base URL (default: ``AGORA_STT_BASE_URL`` or
+            ``https://api.agora.io``).
+        area: opt-in regional routing (``"US"``, ``"EU"``, ``"AP"``, ``"CN"``) over
+            Agora's regional gateways with failover; exclusive with ``base_url(s)``.
+        base_urls: an explicit list of hosts tried in order, with failover.
+        timeout: seconds per request (or an ``httpx.Timeout``).
+        retry: the ``RetryPolicy`` for every call (each method also takes ``retry=``).
+        http_client: your own ``httpx.AsyncClient`` (never closed by this client).
+        transport: an httpx transport for the client this one creates (e.g.
+            ``agora_stt_async.emulator.transport()``); never closed by this client.
+        max_in_flight: requests in flight at once, and connections in the pool.
+        clock: time source (tests pass a fake one).
+        allow_insecure: allow ``http://`` to a non-loopback host.
+
+    Raises:
+        ConfigurationError: a credential is missing, or a base URL is unusable.
+    """
+
+    def __init__(
+        self,
+        *,
+        app_id: str | None = None,
+        customer_id: str | None = None,
+        customer_secret: str | None = None,
+        base_url: str | None = None,
+        area: Area | str | None = None,
+        base_urls: Sequence[str] | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        clock: Clock | None = None,
+        allow_insecure: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        app = _env_or(app_id, C.ENV_APP_ID)
+        cid = _env_or(customer_id, C.ENV_CUSTOMER_ID)
+        secret = _env_or(customer_secret, C.ENV_CUSTOMER_SECRET)
+        missing = [
+            name
+            for name, value in (
+                (f"app_id ({C.ENV_APP_ID})", app),
+                (f"customer_id ({C.ENV_CUSTOMER_ID})", cid),
+                (f"customer_secret ({C.ENV_CUSTOMER_SECRET})", secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                "missing credential(s): " + ", ".join(missing) + "; pass them or set the "
+                "environment variables (Agora Console → RESTful API)"
+            )
+        if app is None or cid is None or secret is None:  # pragma: no cover - for mypy
+            raise ConfigurationError("missing credentials")
+        if http_client is not None and transport is not None:
+            raise ConfigurationError("pass http_client or transport, not both")
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise ConfigurationError("max_in_flight must be an integer >= 1")
+        if max_in_flight < 1:
+            raise ConfigurationError("max_in_flight must be an integer >= 1")
+        urls = self._resolve_urls(base_url, area, base_urls, allow_insecure=allow_insecure)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry must be a RetryPolicy")
+        self.app_id: Final = app
+        self._customer_id = cid
+        self._http = HttpCore(
+            customer_id=cid,
+            customer_secret=Secret(secret),
+            base_urls=urls,
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            retry=retry or RetryPolicy(),
+            clock=clock or SystemClock(),
+            max_in_flight=max_in_flight,
+            http_client=http_client,
+            transport=transport,
+            rng=rng,
+        )
+        app_path = quote(app, safe="")
+        self.agents: Final = AgentsAPI(self._http, C.V7_PATH_PREFIX.format(app_id=app_path))
+        self.legacy: Final = LegacyAPI(self._http, C.LEGACY_PATH_PREFIX.format(app_id=app_path))
+
+    @staticmethod
+    def _resolve_urls(
+        base_url: str | None,
+        area: Area | str | None,
+        base_urls: Sequence[str] | None,
+        *,
+        allow_insecure: bool,
+    ) -> tuple[str, ...]:
+        if sum(x is not None for x in (base_url, area, base_urls)) > 1:
+            raise ConfigurationError("pass at most one of base_url, area and base_urls")
+        if area is not None:
+            try:
+                candidates: Sequence[str] = hosts_for_area(Area(area))
+            except ValueError:
+                raise ConfigurationError(
+                    f"area must be one of {', '.join(a.value for a in Area)}, got {area!r}"
+                ) from None
+        elif base_urls is not None:
+            if isinstance(base_urls, str) or not base_urls:
+                raise ConfigurationError("base_urls must be a non-empty list of URLs")
+            candidates = base_urls
+        else:
+            candidates = [base_url or os.environ.get(C.ENV_BASE_URL) or C.DEFAULT_BASE_URL]
+        return tuple(_check_base_url(url, allow_insecure=allow_insecure) for url in candidates)
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """The hosts this client sends to, in order of preference."""
+        return self._http.base_urls
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._http.retry_policy
+
+    def statistics(self) -> ClientStatistics:
+        """Requests, retries, errors and latency percentiles so far, per operation."""
+        return self._http.statistics()
+
+    async def aclose(self) -> None:
+        """Close the connection pool if this client created it."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncClient(app_id={self.app_id!r}, customer_id={self._customer_id!r}, "
+            f"customer_secret='***', base_urls={self.base_urls!r})"
+        )

@@ -1,0 +1,123 @@
+"""attrs validators for the documented limits; each failure names the field and the limit."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Collection
+from typing import Any
+
+from agora_stt_async._errors import ValidationError
+
+Validator = Callable[[Any, Any, Any], None]
+
+
+def to_tuple(value: Collection[Any] | None) -> tuple[Any, ...] | None:
+    """attrs converter: a list (or any collection) becomes a tuple; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        # A bare string would be split into characters: a classic mistake, refused.
+        raise ValidationError("value", "must be a list of strings, not a single string", value)
+    return tuple(value)
+
+
+def text(path: str, *, max_len: int | None = None, optional: bool = False) -> Validator:
+    """A non-empty ``str`` of at most ``max_len`` characters."""
+
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or not value:
+            raise ValidationError(path, "must be a non-empty string", value)
+        if max_len is not None and len(value) > max_len:
+            raise ValidationError(path, f"at most {max_len} characters (got {len(value)})")
+
+    return check
+
+
+def pattern(path: str, regex: str, description: str) -> Validator:
+    compiled = re.compile(regex)
+
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if isinstance(value, str) and not compiled.fullmatch(value):
+            raise ValidationError(path, description, value)
+
+    return check
+
+
+def strings(
+    path: str, *, max_items: int | None = None, min_items: int = 0, optional: bool = True
+) -> Validator:
+    """A tuple of non-empty strings with a documented maximum count."""
+
+    def check(_inst: object, _attr: object, value: tuple[object, ...] | None) -> None:
+        if value is None:
+            if optional:
+                return
+            raise ValidationError(path, "is required", value)
+        if len(value) < min_items:
+            raise ValidationError(path, f"at least {min_items} item(s) required")
+        if max_items is not None and len(value) > max_items:
+            raise ValidationError(path, f"at most {max_items} items (got {len(value)})")
+        for item in value:
+            if not isinstance(item, str) or not item:
+                raise ValidationError(path, "items must be non-empty strings", item)
+
+    return check
+
+
+def items(path: str, kind: type, *, max_items: int | None = None) -> Validator:
+    """An optional tuple of ``kind`` instances with a documented maximum count."""
+
+    def check(_inst: object, _attr: object, value: tuple[object, ...] | None) -> None:
+        if value is None:
+            return
+        if max_items is not None and len(value) > max_items:
+            raise ValidationError(path, f"at most {max_items} items (got {len(value)})")
+        for item in value:
+            if not isinstance(item, kind):
+                raise ValidationError(path, f"items must be {kind.__name__}", item)
+
+    return check
+
+
+def integer(path: str, low: int | None = None, high: int | None = None) -> Validator:
+    """An optional ``int`` (not ``bool``) within ``[low, high]``."""
+
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(path, "must be an integer", value)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValidationError(path, f"must be within {low}..{high} (got {value})")
+
+    return check
+
+
+def one_of(path: str, allowed: Collection[object]) -> Validator:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if value is not None and value not in allowed:
+            shown = ", ".join(str(a) for a in sorted(allowed, key=str))
+            raise ValidationError(path, f"must be one of {shown} (got {value!r})", value)
+
+    return check
+
+
+def instance(path: str, kind: type, *, optional: bool = True) -> Validator:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, kind):
+            raise ValidationError(path, f"must be a {kind.__name__}", value)
+
+    return check
+
+
+def is_base64_of(raw_len: int, value: str) -> bool:
+    try:
+        return len(base64.b64decode(value, validate=True)) == raw_len
+    except (binascii.Error, ValueError):
+        return False
