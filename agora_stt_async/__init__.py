@@ -6,6 +6,8 @@ stand-in for the service; ``state`` holds the pure task-state machine; ``stores`
 places task records live.
 """
 
+import attrs
+
 from agora_stt_async._client import AgentsAPI, AsyncClient, LegacyAPI
 from agora_stt_async._clock import Clock, SystemClock
 from agora_stt_async._enums import AgentStatus, ApiGeneration, LegacyTaskStatus
@@ -131,6 +133,10 @@ def _rewrite_modules() -> None:
     for name in __all__:
         obj = globals()[name]
         if getattr(obj, "__module__", "").startswith("agora_stt_async._"):
+            if attrs.has(obj):
+                # String annotations resolve in the defining module: do it before the
+                # module name changes (cattrs resolves them lazily).
+                attrs.resolve_types(obj)
             try:
                 obj.__module__ = "agora_stt_async"
             except (AttributeError, TypeError):  # pragma: no cover - builtins
