@@ -107,7 +107,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(int, _strict_int)
     # Free-form JSON (extensionParams.tagByRule / overwritekeys) passes through as is.
-    conv.register_structure_hook(object, lambda value, _type: value)
+    conv.register_structure_hook_func(lambda t: t is object, lambda value, _type: value)
     # Tuples go out as JSON arrays (lists), as the schema's ``type: array`` expects.
     conv.register_unstructure_hook_func(
         lambda t: t is tuple or getattr(t, "__origin__", None) is tuple,
