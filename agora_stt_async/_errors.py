@@ -25,6 +25,8 @@ The tree::
     │   ├── QuotaExceededError              422
     │   ├── RateLimitError                  429; .retry_after
     │   └── ServerError                     5xx, codes 1, 6, 20, 23, 501, 502, 504
+    ├── NotificationError (ValueError)    an NCS callback body that is not a documented event
+    │   └── SignatureError                  its signature headers are missing or do not match
     ├── ResponseError                     a success status with a body the spec does not allow
     │   └── PaginationError                 the server repeated a cursor or a page of items
     └── SessionError                      the session could not keep a promise
@@ -56,6 +58,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLost",
     "NotFoundError",
+    "NotificationError",
     "PaginationError",
     "PermissionDeniedError",
     "QuotaExceededError",
@@ -65,6 +68,7 @@ __all__ = [
     "ServerError",
     "ServiceNotEnabledError",
     "SessionError",
+    "SignatureError",
     "StopIncompleteError",
     "TaskAlreadyStartedError",
     "TransportError",
@@ -302,6 +306,18 @@ class ServerError(APIError):
     """The service failed internally (5xx and the internal-error codes)."""
 
     default_retryable: ClassVar[bool] = True
+
+
+class NotificationError(AgoraSTTError, ValueError):
+    """A notification (NCS callback) body is not JSON, not an object, or breaks the
+    documented schema of its event; the message names the field.
+    """
+
+
+class SignatureError(NotificationError):
+    """A notification's ``Agora-Signature-V2`` / ``Agora-Signature`` header is missing
+    or does not match the raw body; the message names which one, never the secret.
+    """
 
 
 class ResponseError(AgoraSTTError):
