@@ -1,0 +1,448 @@
+"""The emulator's ASGI face: routing, auth, request ids and faults.
+
+Thin by design: each route reads its inputs, asks ``_validate`` to check them and
+``_world`` to act, and renders the result, or the refusal in its generation's envelope
+(``_envelopes``). Routing is starlette's, without its middleware stack, so nothing but
+this module and ``_envelopes`` decides what goes on the wire.
+
+Order of checks for a documented route: fault draw (a pre-processing fault answers at
+once, state untouched) → Basic auth (401) → App ID (v7 403 / legacy 400 code 62) →
+the route's own checks → the world. A ``drop`` fault lets all of that happen, then sends
+the response headers and raises ``ConnectionDropped`` so the body never arrives.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hmac
+import json
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, Router
+from starlette.types import Message, Receive, Scope, Send
+
+from agora_stt_async import _constants as C
+from agora_stt_async._enums import AgentStatus
+from agora_stt_async.emulator._config import (
+    EmulatorClock,
+    EmulatorConfig,
+    SupportsNow,
+    resolve_app_ids,
+    resolve_credentials,
+)
+from agora_stt_async.emulator._envelopes import (
+    AUTH_FAILED,
+    FAULT_BODIES,
+    NO_ROUTE,
+    RATE_LIMITED,
+    Generation,
+    json_response,
+    render,
+)
+from agora_stt_async.emulator._faults import PRE_PROCESSING, FaultConfig, FaultKind, FaultPlan
+from agora_stt_async.emulator._records import BuilderToken, WorldError
+from agora_stt_async.emulator._schema import InvalidBody, SchemaError
+from agora_stt_async.emulator._validate import Validator
+from agora_stt_async.emulator._world import World
+
+if TYPE_CHECKING:
+    from agora_stt_async.emulator._server import EmulatorTransport
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ConnectionDropped(Exception):
+    """Raised after a request was processed but its response must never arrive (``drop``).
+
+    uvicorn closes the connection when an app raises after starting its response, and
+    ``EmulatorTransport`` turns this into ``httpx.RemoteProtocolError``; a bare
+    ``httpx.ASGITransport`` lets it propagate.
+    """
+
+
+class _Reply(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class EmulatorApp:
+    """An ASGI app that behaves like the Agora STT service (v7 agents API and legacy v5/v6).
+
+    Attributes:
+        world: the service state (agents, tasks, tokens, channels).
+        faults: the fault plan in force (``faults.configure(FaultConfig(...))``).
+        clock: the clock every time-driven change reads.
+        requests: requests per route name (control routes not counted).
+        responses: responses per HTTP status (dropped ones included).
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        clock: SupportsNow,
+        seed: int | str = 0,
+        faults: FaultConfig | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.seed = seed
+        self.world = World(config, clock, seed)
+        self.faults = FaultPlan(faults, seed)
+        self.validator = Validator(
+            check_languages=config.check_languages,
+            strict_fields=config.strict_fields,
+            legacy_version=config.legacy_version,
+            list_max_limit=config.list_max_limit,
+        )
+        self.app_ids = resolve_app_ids(config)
+        self._credentials = {
+            cid.encode(): secret.encode() for cid, secret in resolve_credentials(config).items()
+        }
+        self.requests: Counter[str] = Counter()
+        self.responses: Counter[int] = Counter()
+        self._rid_rng = random.Random(f"{seed}/request-ids")
+        self._router = Router(self._routes(), redirect_slashes=False, default=self._no_route)
+
+    def reset(self) -> None:
+        """Back to a fresh emulator (same seed, same clock, no faults)."""
+        self.world.reset()
+        self.faults = FaultPlan(None, self.seed)
+        self.requests.clear()
+        self.responses.clear()
+        self._rid_rng = random.Random(f"{self.seed}/request-ids")
+
+    def transport(
+        self, *, root_path: str = "", client: tuple[str, int] = ("127.0.0.1", 123)
+    ) -> EmulatorTransport:
+        """An httpx transport that serves requests with this app, in process.
+
+        Use it as ``httpx.AsyncClient(base_url="http://emulator", transport=app.transport())``.
+        A ``drop`` fault surfaces as ``httpx.RemoteProtocolError``.
+        """
+        from agora_stt_async.emulator._server import EmulatorTransport
+
+        return EmulatorTransport(self, root_path=root_path, client=client)
+
+    # -- ASGI -----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # no websockets here; the server closes the connection
+        # SPEC-SILENT (spec §12.3 [INFERRED], as Agora's other REST products): echo the
+        # caller's X-Request-Id, else send a fresh req_<16 hex> from the seeded RNG.
+        request_id = next((v for k, v in scope["headers"] if k == b"x-request-id" and v), None)
+        if request_id is None:
+            request_id = f"req_{self._rid_rng.getrandbits(64):016x}".encode()
+        header = (b"x-request-id", request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.responses[message["status"]] += 1
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self._router(scope, receive, send_with_id)
+
+    async def _no_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # SPEC-SILENT: any path or method the API does not have answers the gateway's 404.
+        await json_response(NO_ROUTE, 404)(scope, receive, send)
+
+    def _routes(self) -> list[BaseRoute]:
+        v7, legacy = C.V7_PATH_PREFIX, C.LEGACY_PATH_PREFIX
+        table: list[tuple[str, Generation, dict[str, tuple[str, Handler]]]] = [
+            (v7 + "/join", "v7", {"POST": ("join", self._join)}),
+            (v7 + "/agents", "v7", {"GET": ("list", self._list)}),
+            (v7 + "/agents/{agent_id}", "v7", {"GET": ("query", self._query)}),
+            (v7 + "/agents/{agent_id}/leave", "v7", {"POST": ("leave", self._leave)}),
+            (v7 + "/agents/{agent_id}/update", "v7", {"POST": ("update", self._update)}),
+            (legacy + "/builderTokens", "legacy", {"POST": ("acquire", self._acquire)}),
+            (legacy + "/tasks", "legacy", {"POST": ("start", self._start)}),
+            (
+                legacy + "/tasks/{task_id}",
+                "legacy",
+                {
+                    "GET": ("legacy_query", self._legacy_query),
+                    "PATCH": ("legacy_update", self._legacy_update),
+                    "DELETE": ("stop", self._stop),
+                },
+            ),
+        ]
+        routes: list[BaseRoute] = [
+            Route(path, _Endpoint(self, generation, handlers))
+            for path, generation, handlers in table
+        ]
+        if self.config.control_api:
+            from agora_stt_async.emulator._control import control_routes
+
+            routes.extend(control_routes(self))
+        return routes
+
+    async def handle(
+        self,
+        route: str,
+        generation: Generation,
+        handler: Handler,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Serve one request of a documented route: faults, auth, the handler, errors."""
+        self.requests[route] += 1
+        fault = self.faults.draw(route)
+        delay = self.faults.config.base_latency
+        if fault == "latency":
+            delay += self.faults.config.latency
+        if delay > 0:
+            await anyio.sleep(delay)
+        if fault is not None and fault in PRE_PROCESSING:
+            response = self._fault_response(fault, generation)
+        else:
+            request = Request(scope, receive)
+            try:
+                self._authorize(request, generation)
+                response = await handler(request)
+            except _Reply as reply:
+                response = reply.response
+            except (InvalidBody, SchemaError, WorldError) as exc:
+                response = render(exc, generation, route, self.config.repeat_start_status)
+        if fault == "drop":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": response.raw_headers,
+                }
+            )
+            raise ConnectionDropped(f"{route}: response dropped after processing")
+        await response(scope, receive, send)
+
+    def _fault_response(self, fault: FaultKind, generation: Generation) -> Response:
+        if fault == "429":
+            retry_after = str(self.faults.config.retry_after)
+            return json_response(RATE_LIMITED, 429, {"Retry-After": retry_after})
+        # SPEC-SILENT: no HTTP status is documented for code 20; 504 by default.
+        status = self.config.code20_status if fault == "code20" else int(fault)
+        return json_response(FAULT_BODIES[(fault, generation)], status)
+
+    def _authorize(self, request: Request, generation: Generation) -> None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        ok = False
+        if scheme.lower() == "basic":  # spec §3.1: Agora's own sample sends "basic"
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                decoded = b""
+            customer_id, colon, secret = decoded.partition(b":")
+            expected = self._credentials.get(customer_id)
+            ok = bool(colon) and expected is not None and hmac.compare_digest(secret, expected)
+        if not ok:
+            raise _Reply(json_response(AUTH_FAILED, 401))
+        app_id = request.path_params["app_id"]
+        if app_id not in self.app_ids:
+            if generation == "v7":
+                # SPEC-SILENT (spec §12.2 [INFERRED]): v7 answers 403 ServiceNotEnabled.
+                detail = "Real-Time STT is not enabled for this App ID"
+                raise _Reply(json_response({"detail": detail, "reason": "ServiceNotEnabled"}, 403))
+            raise _Reply(json_response({"message": "invalid_appid!", "code": 62}, 400))  # spec §6.1
+
+    # -- v7 routes (spec §4) ---------------------------------------------------------------
+
+    async def _join(self, request: Request) -> Response:
+        spec = self.validator.join(await _read_json(request))
+        # keep the body as sent (starlette caches it): cheaper than re-encoding the config
+        spec = dataclasses.replace(spec, raw=await request.body())
+        agent = self.world.join(request.path_params["app_id"], spec)
+        return json_response(
+            {"agent_id": agent.agent_id, "create_ts": agent.create_ts, "status": agent.status.value}
+        )
+
+    async def _query(self, request: Request) -> Response:
+        params = request.path_params
+        agent = self.world.agent(params["app_id"], params["agent_id"])
+        # SPEC-SILENT: a FAILED agent is still a successful query: 200, status FAILED, and
+        # its exit message as ``message`` (spec §4.5 shows that body for failures).
+        message = agent.exit_message if agent.status is AgentStatus.FAILED else "ok"
+        return json_response(
+            {
+                "message": message,
+                "agent_id": agent.agent_id,
+                "create_ts": agent.create_ts,
+                "status": agent.status.value,
+            }
+        )
+
+    async def _leave(self, request: Request) -> Response:
+        params = request.path_params
+        self.world.leave(params["app_id"], params["agent_id"])
+        # spec §4.4: 200, no body documented; the emulator sends none (Content-Length: 0).
+        return Response(status_code=200)
+
+    async def _update(self, request: Request) -> Response:
+        params, query = request.path_params, request.query_params
+        spec = self.validator.update(
+            await _read_json(request), query.get("sequenceId"), query.get("updateMask")
+        )
+        agent = self.world.update(
+            params["app_id"],
+            params["agent_id"],
+            spec,
+            lambda config: self.validator.check_translation(config, legacy=False),
+        )
+        return json_response(
+            {"agent_id": agent.agent_id, "create_ts": agent.create_ts, "status": agent.status.value}
+        )
+
+    async def _list(self, request: Request) -> Response:
+        params = {key: request.query_params.getlist(key) for key in request.query_params}
+        query = self.validator.list_query(params, self.world.advance())
+        page = self.world.list_agents(request.path_params["app_id"], query)
+        items = [
+            {"start_ts": a.create_ts, "status": a.status.value, "agent_id": a.agent_id}
+            for a in page.items
+        ]
+        return json_response(
+            {
+                "data": {"count": len(items), "list": items},
+                "meta": {"cursor": page.cursor, "total": page.total},
+                "status": "ok",
+            }
+        )
+
+    # -- legacy routes (spec §5) -----------------------------------------------------------
+
+    async def _acquire(self, request: Request) -> Response:
+        instance_id = self.validator.acquire(await _read_json(request))
+        token = self.world.acquire(request.path_params["app_id"], instance_id)
+        return json_response(
+            {"tokenName": token.name, "createTs": token.create_ts, "instanceId": token.instance_id}
+        )
+
+    async def _start(self, request: Request) -> Response:
+        token = self.world.parse_token(
+            request.path_params["app_id"], request.query_params.get("builderToken")
+        )
+        spec = self.validator.legacy_start(
+            await _read_json(request), accept_v5_nested=self.config.accept_v5_nested
+        )
+        spec = dataclasses.replace(spec, raw=await request.body())
+        task = self.world.start(token, spec)
+        return json_response(
+            {"taskId": task.task_id, "createTs": task.create_ts, "status": task.status.value}
+        )
+
+    async def _legacy_query(self, request: Request) -> Response:
+        task = self.world.task(self._token(request), request.path_params["task_id"])
+        return json_response(
+            {"taskId": task.task_id, "createTs": task.create_ts, "status": task.status.value}
+        )
+
+    async def _legacy_update(self, request: Request) -> Response:
+        token = self._token(request)
+        query = request.query_params
+        spec = self.validator.legacy_update(
+            await _read_json(request), query.get("sequenceId"), query.get("updateMask")
+        )
+        task = self.world.update_task(
+            token,
+            request.path_params["task_id"],
+            spec,
+            lambda config: self.validator.check_translation(config, legacy=True),
+        )
+        return json_response(
+            {"taskId": task.task_id, "createTs": task.create_ts, "status": task.status.value}
+        )
+
+    async def _stop(self, request: Request) -> Response:
+        self.world.stop(self._token(request), request.path_params["task_id"])
+        # SPEC-SILENT: spec §5.5 documents no stop body; 200 with an empty body, as leave.
+        return Response(status_code=200)
+
+    def _token(self, request: Request) -> BuilderToken:
+        return self.world.parse_token(
+            request.path_params["app_id"], request.query_params.get("builderToken")
+        )
+
+
+class _Endpoint:
+    """One path: dispatches on the method; an undocumented method is the gateway's 404."""
+
+    def __init__(
+        self, app: EmulatorApp, generation: Generation, handlers: dict[str, tuple[str, Handler]]
+    ) -> None:
+        self._app = app
+        self._generation = generation
+        self._handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        entry = self._handlers.get(scope["method"])
+        if entry is None:
+            await json_response(NO_ROUTE, 404)(scope, receive, send)
+            return
+        route, handler = entry
+        await self._app.handle(route, self._generation, handler, scope, receive, send)
+
+
+async def _read_json(request: Request) -> object:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise InvalidBody("the request body is not valid JSON") from exc
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def create_app(
+    config: EmulatorConfig | None = None,
+    *,
+    clock: SupportsNow | None = None,
+    seed: int | str = 0,
+    faults: FaultConfig | None = None,
+    app_ids: Iterable[str] | None = None,
+    credentials: Mapping[str, str] | None = None,
+    control_api: bool | None = None,
+) -> EmulatorApp:
+    """Build an emulator: an ASGI app behaving like Agora's STT service (v7 and legacy).
+
+    Args:
+        config: behaviour settings; keyword arguments below override its fields.
+        clock: anything with ``now() -> float`` (Unix seconds); default ``EmulatorClock()``
+            (real time plus an offset the control API can grow).
+        seed: seeds every random choice (ids, tokens, request ids, faults).
+        faults: fault injection in force from the start.
+        app_ids: App IDs with STT enabled (default: the emulator's, plus ``AGORA_APP_ID``).
+        credentials: Customer ID → Secret pairs (default: ``emulator`` / ``emulator-secret``,
+            plus ``AGORA_CUSTOMER_ID`` / ``AGORA_CUSTOMER_SECRET``).
+        control_api: serve ``/_emulator/`` (default ``True``).
+
+    Returns:
+        An ``EmulatorApp``; serve it with ``app.transport()`` or ``serve(app)``.
+    """
+    config = config or EmulatorConfig()
+    if app_ids is not None:
+        config = dataclasses.replace(config, app_ids=tuple(app_ids))
+    if credentials is not None:
+        config = dataclasses.replace(config, credentials=dict(credentials))
+    if control_api is not None:
+        config = dataclasses.replace(config, control_api=control_api)
+    return EmulatorApp(config, clock if clock is not None else EmulatorClock(), seed, faults)
