@@ -45,6 +45,7 @@ from agora_stt_async._models import (
     UpdateRequest,
     UpdateRtcConfig,
 )
+from agora_stt_async._models.legacy import check_legacy_translation
 from agora_stt_async._pagination import AgentIterator
 from agora_stt_async._retry import RetryPolicy
 from agora_stt_async._secrets import Secret
@@ -58,13 +59,13 @@ DEFAULT_MAX_IN_FLIGHT: Final = 64
 _JOIN: Final = Endpoint("join", "POST", idempotent=False)
 _GET: Final = Endpoint("query", "GET", idempotent=True)
 _UPDATE: Final = Endpoint("update", "POST", idempotent=True)
-_LEAVE: Final = Endpoint("leave", "POST", idempotent=True)
+_LEAVE: Final = Endpoint("leave", "POST", idempotent=True, expects_body=False)
 _LIST: Final = Endpoint("list", "GET", idempotent=True)
 _ACQUIRE: Final = Endpoint("acquire", "POST", idempotent=False)
 _START: Final = Endpoint("start", "POST", idempotent=False)
 _QUERY: Final = Endpoint("legacy_query", "GET", idempotent=True)
 _LEGACY_UPDATE: Final = Endpoint("legacy_update", "PATCH", idempotent=True)
-_STOP: Final = Endpoint("stop", "DELETE", idempotent=True)
+_STOP: Final = Endpoint("stop", "DELETE", idempotent=True, expects_body=False)
 # Update is retried: the server applies the latest sequenceId, so a repeat with the same
 # sequenceId is harmless (spec §4.6). Leave/stop are retried: the session treats "not
 # found" after a retry as "stopped".
@@ -280,8 +281,9 @@ class AgentsAPI:
 
         Server defaults apply to what is not given: ``state`` RUNNING, the last 24 h of
         creation time, 20 per page. ``page_size`` is the ``limit`` per request.
-        ``cursor`` resumes after the agent with that id (``AgentIterator.cursor``).
-        Returns at once; requests are made as you iterate.
+        ``cursor`` resumes after the agent with that id (``AgentIterator.cursor``);
+        ``""``, the cursor of a finished sweep, yields nothing. Returns at once;
+        requests are made as you iterate.
         """
         params: dict[str, str | int] = {}
         if channel is not None:
@@ -424,6 +426,7 @@ class LegacyAPI:
         )
         if body.keywords is not None:
             raise ValidationError("keywords", "not supported by the legacy API")
+        check_legacy_translation(body.translate_config)
         params: dict[str, str | int] = {
             "builderToken": name,
             "sequenceId": _sequence_id(sequence_id),
@@ -484,6 +487,11 @@ class AsyncClient:
         transport: an httpx transport for the client this one creates (e.g.
             ``agora_stt_async.emulator.transport()``); never closed by this client.
         max_in_flight: requests in flight at once, and connections in the pool.
+        fast: what moves the bytes under the client this one creates. ``None``
+            (default) = automatic: aiohttp on asyncio when installed (the ``fast``
+            extra), httpx's own transport on trio or without aiohttp; ``True`` =
+            aiohttp, required; ``False`` = httpx's own transport. ``fast=True`` cannot
+            be combined with ``http_client`` or ``transport``.
         clock: time source (tests pass a fake one).
         allow_insecure: allow ``http://`` to a non-loopback host.
 
@@ -508,6 +516,7 @@ class AsyncClient:
         clock: Clock | None = None,
         allow_insecure: bool = False,
         rng: random.Random | None = None,
+        fast: bool | None = None,
     ) -> None:
         app = _env_or(app_id, C.ENV_APP_ID)
         cid = _env_or(customer_id, C.ENV_CUSTOMER_ID)
@@ -530,6 +539,8 @@ class AsyncClient:
             raise ConfigurationError("missing credentials")
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
+        if fast and (http_client is not None or transport is not None):
+            raise ConfigurationError("fast=True applies to the client this one creates")
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
             raise ConfigurationError("max_in_flight must be an integer >= 1")
         if max_in_flight < 1:
@@ -550,6 +561,7 @@ class AsyncClient:
             http_client=http_client,
             transport=transport,
             rng=rng,
+            fast=fast,
         )
         app_path = quote(app, safe="")
         self.agents: Final = AgentsAPI(self._http, C.V7_PATH_PREFIX.format(app_id=app_path))

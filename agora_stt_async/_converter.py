@@ -96,6 +96,14 @@ def _strict_int(value: object, _type: object) -> int:
     raise TypeError(f"expected an integer, got {type(value).__name__}")
 
 
+def _strict_bool(value: object, _type: object) -> bool:
+    # Registered explicitly: ``bool`` subclasses ``int``, so without it the int hook
+    # (which refuses booleans) would be dispatched for ``bool`` fields.
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
 def _strict_enum(value: object, enum_cls: type[E]) -> E:
     if not isinstance(value, str):
         raise TypeError(f"expected a status string, got {type(value).__name__}")
@@ -106,6 +114,7 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=True)
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(bool, _strict_bool)
     # Free-form JSON (extensionParams.tagByRule / overwritekeys) passes through as is.
     conv.register_structure_hook_func(lambda t: t is object, lambda value, _type: value)
     # Tuples go out as JSON arrays (lists), as the schema's ``type: array`` expects.

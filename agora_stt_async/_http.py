@@ -26,6 +26,7 @@ import httpx
 from agora_stt_async._clock import Clock
 from agora_stt_async._errors import (
     APIError,
+    ConfigurationError,
     ConnectError,
     ConnectionLost,
     RequestTimeout,
@@ -39,6 +40,7 @@ from agora_stt_async._models.common import ResponseInfo
 from agora_stt_async._retry import RetryPolicy, RetryState, decide
 from agora_stt_async._secrets import Secret, redact_url
 from agora_stt_async._stats import ClientStatistics, StatsRecorder
+from agora_stt_async._transports import auto_transport
 
 logger: Final = logging.getLogger("agora_stt_async")
 
@@ -56,6 +58,8 @@ class Endpoint:
     name: str
     method: str
     idempotent: bool
+    expects_body: bool = True
+    """``False`` where no 200 body is documented (leave, stop): any body is ignored."""
 
 
 @attrs.frozen
@@ -64,6 +68,38 @@ class Exchange:
 
     body: object
     info: ResponseInfo
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks token-like query values in httpx's own "HTTP Request: ..." log lines.
+
+    httpx logs every request URL at INFO, and a legacy URL carries the builder token.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(str(arg)) if isinstance(arg, (httpx.URL, str)) else arg
+                for arg in record.args
+            )
+        return True
+
+
+_HTTPX_LOG_FILTER: Final = _RedactingFilter()
+
+
+@final
+class _BorrowedTransport(httpx.AsyncBaseTransport):
+    """A caller's transport: used, never closed (the caller owns it)."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pass
 
 
 def _translate(exc: httpx.HTTPError, method: str, url: str) -> TransportError:
@@ -98,9 +134,11 @@ class HttpCore:
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        fast: bool | None = None,
     ) -> None:
         token = base64.b64encode(f"{customer_id}:{customer_secret.reveal()}".encode()).decode()
         self._auth = Secret(f"Basic {token}")
+        logging.getLogger("httpx").addFilter(_HTTPX_LOG_FILTER)  # added once (a set)
         self._retry = retry
         self._clock = clock
         self._rng = rng or random.Random()
@@ -116,7 +154,15 @@ class HttpCore:
             limits = httpx.Limits(
                 max_connections=max_in_flight, max_keepalive_connections=max_in_flight
             )
-            self._client = httpx.AsyncClient(transport=transport, timeout=timeout, limits=limits)
+            self._client = httpx.AsyncClient(
+                transport=(
+                    auto_transport(limits, fast=fast)
+                    if transport is None
+                    else _BorrowedTransport(transport)
+                ),
+                timeout=timeout,
+                limits=limits,
+            )
             self._owns_client = True
         self._timeout = timeout
 
@@ -156,6 +202,8 @@ class HttpCore:
         """
         if self._closed:
             raise UsageError("this AsyncClient is closed; create a new one")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, got {retry!r}")
         policy = retry or self._retry
         request_id = request_id or f"sdk_{uuid.uuid4().hex}"
         headers = {
@@ -178,6 +226,9 @@ class HttpCore:
                 return await self._attempt(
                     endpoint, url, params, content, headers, request_id, base_url
                 )
+            except ResponseError:
+                self.stats.record_error(endpoint.name)
+                raise
             except (APIError, TransportError) as error:
                 decision = decide(
                     policy,
@@ -265,7 +316,7 @@ class HttpCore:
             headers=response.headers,
             elapsed_s=elapsed,
         )
-        return Exchange(body=_decode(raw, info), info=info)
+        return Exchange(body=_decode(raw, info) if endpoint.expects_body else None, info=info)
 
 
 def _decode(raw: bytes, info: ResponseInfo) -> Any:

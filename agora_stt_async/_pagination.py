@@ -42,7 +42,7 @@ class AgentIterator:
         self._position = cursor
         self._page: tuple[Agent, ...] = ()
         self._index = 0
-        self._done = False
+        self._done = cursor == ""  # the cursor of a finished sweep: nothing follows
         self._recent: deque[str] = deque(maxlen=_RECENT_CURSORS)
         self._previous_ids: frozenset[str] = frozenset()
         self._items_seen = 0
@@ -65,6 +65,7 @@ class AgentIterator:
         while self._index >= len(self._page):
             page = await self._next_page()
             if page is None:
+                self._position = self._cursor  # "": the sweep is complete
                 raise StopAsyncIteration
             self._page, self._index = page.items, 0
         item = self._page[self._index]

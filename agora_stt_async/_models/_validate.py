@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from agora_stt_async._errors import ValidationError
@@ -13,14 +13,21 @@ from agora_stt_async._errors import ValidationError
 Validator = Callable[[Any, Any, Any], None]
 
 
-def to_tuple(value: Collection[Any] | None) -> tuple[Any, ...] | None:
-    """attrs converter: a list (or any collection) becomes a tuple; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)):
-        # A bare string would be split into characters: a classic mistake, refused.
-        raise ValidationError("value", "must be a list of strings, not a single string", value)
+def to_tuple(value: Collection[Any] | None) -> Any:
+    """attrs converter: a list (or any collection) becomes a tuple; None stays None.
+
+    Anything else (a bare string, which would split into characters, or a number) is
+    left as is for the field's validator to refuse with the field's name.
+    """
+    if value is None or isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return value
     return tuple(value)
+
+
+def _require_list(path: str, value: object) -> None:
+    if not isinstance(value, tuple):
+        what = "a single string" if isinstance(value, (str, bytes)) else type(value).__name__
+        raise ValidationError(path, f"must be a list, not {what}", value)
 
 
 def text(path: str, *, max_len: int | None = None, optional: bool = False) -> Validator:
@@ -57,6 +64,7 @@ def strings(
             if optional:
                 return
             raise ValidationError(path, "is required", value)
+        _require_list(path, value)
         if len(value) < min_items:
             raise ValidationError(path, f"at least {min_items} item(s) required")
         if max_items is not None and len(value) > max_items:
@@ -74,6 +82,7 @@ def items(path: str, kind: type, *, max_items: int | None = None) -> Validator:
     def check(_inst: object, _attr: object, value: tuple[object, ...] | None) -> None:
         if value is None:
             return
+        _require_list(path, value)
         if max_items is not None and len(value) > max_items:
             raise ValidationError(path, f"at most {max_items} items (got {len(value)})")
         for item in value:

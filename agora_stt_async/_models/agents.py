@@ -119,8 +119,12 @@ class RtcConfig:
     cryption_mode: int | None = attrs.field(
         default=None, validator=v.one_of("rtc_config.cryption_mode", C.CRYPTION_MODES)
     )
-    secret: str | None = attrs.field(default=None, repr=mask)
-    salt: str | None = attrs.field(default=None, repr=mask)
+    secret: str | None = attrs.field(
+        default=None, repr=mask, validator=v.text("rtc_config.secret", optional=True)
+    )
+    salt: str | None = attrs.field(
+        default=None, repr=mask, validator=v.text("rtc_config.salt", optional=True)
+    )
     enable_json_protocol: bool | None = attrs.field(
         default=None, validator=v.instance("rtc_config.enable_json_protocol", bool)
     )
@@ -198,7 +202,9 @@ class ExtensionParams:
     region: str | None = None
     tag: str | None = None
     tag_by_rule: tuple[Mapping[str, object], ...] | None = attrs.field(
-        default=None, converter=v.to_tuple
+        default=None,
+        converter=v.to_tuple,
+        validator=v.items("extension_params.tag_by_rule", Mapping),
     )
     sse: str | None = attrs.field(
         default=None, validator=v.one_of("extension_params.sse", C.SSE_VALUES)

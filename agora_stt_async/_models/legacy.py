@@ -94,16 +94,22 @@ class LegacyStartRequest:
     def __attrs_post_init__(self) -> None:
         if not self.rtc_config.sub_bot_uid:
             raise ValidationError("rtc_config.sub_bot_uid", "required by the legacy API")
-        for pair in (self.translate_config.languages or ()) if self.translate_config else ():
-            if len(pair.target) > C.LEGACY_TRANSLATE_TARGETS_MAX:
-                raise ValidationError(
-                    "translate_config.languages.target",
-                    f"at most {C.LEGACY_TRANSLATE_TARGETS_MAX} items in the legacy API",
-                )
-            if pair.source in pair.target:
-                raise ValidationError(
-                    "translate_config.languages.target", "a target may not equal its source"
-                )
+        check_legacy_translation(self.translate_config)
+
+
+def check_legacy_translation(translate: TranslateConfig | None) -> None:
+    """The legacy translation rules (start and update, spec §5.2, §5.4): at most 5
+    targets per source, and a target never equal to its source."""
+    for pair in (translate.languages or ()) if translate else ():
+        if len(pair.target) > C.LEGACY_TRANSLATE_TARGETS_MAX:
+            raise ValidationError(
+                "translate_config.languages.target",
+                f"at most {C.LEGACY_TRANSLATE_TARGETS_MAX} items in the legacy API",
+            )
+        if pair.source in pair.target:
+            raise ValidationError(
+                "translate_config.languages.target", "a target may not equal its source"
+            )
 
 
 @attrs.frozen
