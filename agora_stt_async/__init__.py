@@ -23,6 +23,7 @@ from agora_stt_async._errors import (
     ConnectError,
     ConnectionLost,
     NotFoundError,
+    NotificationError,
     PaginationError,
     PermissionDeniedError,
     QuotaExceededError,
@@ -32,12 +33,14 @@ from agora_stt_async._errors import (
     ServerError,
     ServiceNotEnabledError,
     SessionError,
+    SignatureError,
     StopIncompleteError,
     TaskAlreadyStartedError,
     TransportError,
     UsageError,
     ValidationError,
 )
+from agora_stt_async._handle import TaskHandle
 from agora_stt_async._hosts import Area
 from agora_stt_async._models import (
     AcquireRequest,
@@ -60,6 +63,7 @@ from agora_stt_async._models import (
 )
 from agora_stt_async._pagination import AgentIterator
 from agora_stt_async._retry import RetryBudgetConfig, RetryPolicy
+from agora_stt_async._session import RecoveryReport, Session, SessionStatistics
 from agora_stt_async._stats import ClientStatistics, OperationStatistics
 from agora_stt_async._version import __version__
 
@@ -76,6 +80,11 @@ __all__ = [
     "OperationStatistics",
     "Clock",
     "SystemClock",
+    # session
+    "Session",
+    "TaskHandle",
+    "SessionStatistics",
+    "RecoveryReport",
     # models
     "AcquireRequest",
     "Agent",
@@ -109,6 +118,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLost",
     "NotFoundError",
+    "NotificationError",
     "PaginationError",
     "PermissionDeniedError",
     "QuotaExceededError",
@@ -118,6 +128,7 @@ __all__ = [
     "ServerError",
     "ServiceNotEnabledError",
     "SessionError",
+    "SignatureError",
     "StopIncompleteError",
     "TaskAlreadyStartedError",
     "TransportError",

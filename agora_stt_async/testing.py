@@ -16,7 +16,9 @@ only when pytest is installed, and need the extra (starlette, uvicorn) when used
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, final
+
+import anyio.lowlevel
 
 if TYPE_CHECKING:
     from agora_stt_async.emulator import EmulatorApp, EmulatorTransport
@@ -26,7 +28,45 @@ try:
 except ImportError:  # pragma: no cover - pytest is a test-time dependency only
     pytest = None  # type: ignore[assignment]
 
-__all__ = ["emulator_app", "emulator_server", "emulator_transport"]
+__all__ = ["FakeClock", "emulator_app", "emulator_server", "emulator_transport"]
+
+
+@final
+class FakeClock:
+    """A clock for tests that only moves when told to, or when someone sleeps on it.
+
+    ``sleep(s)`` advances the clock by ``s`` at once (and yields to the event loop),
+    so a five-minute token window or a 5 s retry interval passes instantly on asyncio
+    and trio alike. It starts at a large Unix time, so code that reads the real clock
+    by mistake shows up. Share one instance between the SDK (``AsyncClient(clock=)``,
+    ``Session(clock=)``) and the emulator (``create_app(clock=)``) to keep their times
+    in step.
+    """
+
+    def __init__(self, start: float = 1_900_000_000.0) -> None:
+        self._now = float(start)
+        self._monotonic = 1000.0
+
+    def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def advance(self, seconds: float) -> float:
+        """Move both clocks forward by ``seconds`` (>= 0); return the new ``now()``."""
+        if seconds < 0:
+            raise ValueError("a clock never goes backwards")
+        self._now += seconds
+        self._monotonic += seconds
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+        await anyio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self._now})"
 
 
 def emulator_app() -> EmulatorApp:

@@ -8,8 +8,8 @@ Layers::
     L2  pure logic             _converter state _retry _hosts               (+cattrs)
     L3  I/O edge               _http _transports/                           (+httpx, anyio)
     L4  API                    _client _pagination
-    L5  orchestration          stores/ _reconcile _session
-    L6  integrations           notifications _notifications* testing, and the package facade
+    L5  orchestration          stores/ _reconcile _session _actions _handle, notifications
+    L6  integrations           _notifications_asgi testing, and the package facade
     L7  applications           _cli/                                        (public names only)
     side                       emulator/    (_constants/_enums only; starlette, uvicorn, httpx)
 
@@ -57,7 +57,12 @@ LAYERS: list[tuple[str, int]] = [
     ("agora_stt_async.stores.*", 5),
     ("agora_stt_async._reconcile*", 5),
     ("agora_stt_async._session*", 5),
-    ("agora_stt_async.notifications", 6),
+    ("agora_stt_async._actions", 5),
+    ("agora_stt_async._handle", 5),
+    # Event types and verification are values the session consumes (session.feed);
+    # only the ASGI glue, which drives a session, sits above it.
+    ("agora_stt_async.notifications", 5),
+    ("agora_stt_async._notifications_parse", 5),
     ("agora_stt_async._notifications*", 6),
     ("agora_stt_async.testing", 6),
     ("agora_stt_async", 6),  # the facade re-exports up to the session (L5)

@@ -1,0 +1,204 @@
+"""``TaskHandle``: one task of a ``Session``, and the session's in-memory entry for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, final
+
+import anyio
+
+from agora_stt_async import state as sm
+from agora_stt_async._client import build_update
+from agora_stt_async._enums import AgentStatus, LegacyTaskStatus
+from agora_stt_async._errors import AgoraSTTError, SessionError
+from agora_stt_async._models import (
+    JoinRequest,
+    LanguagePair,
+    LegacyStartRequest,
+    UidLanguages,
+    UpdateRequest,
+)
+
+if TYPE_CHECKING:
+    from agora_stt_async._session import Session
+
+ServerStatus = AgentStatus | LegacyTaskStatus
+StartConfig = JoinRequest | LegacyStartRequest
+
+
+@final
+class _Entry:
+    """The session's in-memory view of one task: its record and what is waiting on it."""
+
+    __slots__ = (
+        "changed",
+        "config",
+        "error",
+        "last_update",
+        "lock",
+        "pending_update",
+        "record",
+        "timer",
+    )
+
+    def __init__(self, record: sm.TaskRecord, config: StartConfig | None) -> None:
+        self.record = record
+        self.config = config
+        self.lock = anyio.Lock()
+        self.changed = anyio.Event()
+        self.error: AgoraSTTError | None = None
+        self.pending_update: UpdateRequest | None = None
+        self.last_update: AgoraSTTError | None = None
+        self.timer: anyio.CancelScope | None = None
+
+    def set_record(self, record: sm.TaskRecord) -> None:
+        self.record = record
+        changed, self.changed = self.changed, anyio.Event()
+        changed.set()
+
+
+def _status_matches(record: sm.TaskRecord, wanted: ServerStatus) -> bool:
+    status = record.server_status
+    if status is None:
+        return False
+    if status == wanted:
+        return True
+    # A legacy task is "running" when STARTED or IN_PROGRESS (spec §5.3): waiting for
+    # AgentStatus.RUNNING on a legacy handle means exactly that.
+    return (
+        wanted is AgentStatus.RUNNING and isinstance(status, LegacyTaskStatus) and status.is_running
+    )
+
+
+@final
+class TaskHandle:
+    """One task of a ``Session``: wait for it, watch it, update it, stop it."""
+
+    def __init__(self, session: Session, entry: _Entry) -> None:
+        self._session = session
+        self._entry = entry
+
+    @property
+    def key(self) -> str:
+        return self._entry.record.key
+
+    @property
+    def record(self) -> sm.TaskRecord:
+        """The task's current record (ids, phase, last status, sequence id)."""
+        return self._entry.record
+
+    @property
+    def status(self) -> ServerStatus | None:
+        """The server status last observed (``AgentStatus`` or ``LegacyTaskStatus``)."""
+        return self._entry.record.server_status
+
+    @property
+    def agent_id(self) -> str | None:
+        return self._entry.record.agent_id
+
+    @property
+    def task_id(self) -> str | None:
+        return self._entry.record.task_id
+
+    async def wait_for(self, status: ServerStatus, *, timeout: float | None = None) -> ServerStatus:
+        """Wait until the server reports ``status`` (for a legacy task, ``AgentStatus.RUNNING``
+        means STARTED or IN_PROGRESS).
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+            SessionError: the task ended (or failed to start) before reaching ``status``.
+        """
+        with anyio.fail_after(timeout):
+            while True:
+                record = self._entry.record
+                if _status_matches(record, status):
+                    return status
+                if record.phase.is_terminal:
+                    detail = f": {record.last_error}" if record.last_error else ""
+                    raise SessionError(
+                        f"task {record.key!r} ended in phase {record.phase} "
+                        f"(status {record.server_status}) before reaching {status}{detail}"
+                    )
+                changed = self._entry.changed
+                self._session._kick_refresh()
+                await changed.wait()
+
+    def watch(self) -> AsyncIterator[ServerStatus]:
+        """Every new server status of the task, until it ends."""
+        return _StatusWatcher(self._entry, self._session)
+
+    async def update(
+        self,
+        request: UpdateRequest | None = None,
+        *,
+        languages: Sequence[str] | None = None,
+        keywords: Sequence[str] | None = None,
+        uid_languages_config: Sequence[UidLanguages] | None = None,
+        subscribe_audio_uids: Sequence[str] | None = None,
+        translate_enable: bool | None = None,
+        translate_languages: Sequence[LanguagePair] | None = None,
+    ) -> None:
+        """Change the running task; the sequence id and ``updateMask`` are handled.
+
+        Raises:
+            ValidationError: the fields break a documented limit.
+            UsageError: the task is not running.
+            APIError, TransportError: the update failed.
+        """
+        body = build_update(
+            request,
+            languages=languages,
+            keywords=keywords,
+            uid_languages_config=uid_languages_config,
+            subscribe_audio_uids=subscribe_audio_uids,
+            translate_enable=translate_enable,
+            translate_languages=translate_languages,
+        )
+        await self._session._run_in_group(self._session._update(self._entry, body))
+
+    async def stop(self, *, wait: bool = False, timeout: float | None = None) -> None:
+        """Stop the task (idempotent). With ``wait``, also wait until the server
+        confirms it ended.
+
+        Raises:
+            SessionError: the stop could not be confirmed (the task is retried in the
+                background and stopped at the latest on session exit).
+        """
+        await self._session._run_in_group(self._session._stop(self._entry))
+        if wait:
+            with anyio.fail_after(timeout):
+                while not self._entry.record.phase.is_terminal:
+                    changed = self._entry.changed
+                    self._session._kick_refresh()
+                    await changed.wait()
+
+    def __repr__(self) -> str:
+        r = self._entry.record
+        return f"TaskHandle(key={r.key!r}, api={r.api}, phase={r.phase}, status={r.server_status})"
+
+
+@final
+class _StatusWatcher:
+    def __init__(self, entry: _Entry, session: Session) -> None:
+        self._entry = entry
+        self._session = session
+        self._last: ServerStatus | None = None
+        self._done = False
+
+    def __aiter__(self) -> _StatusWatcher:
+        return self
+
+    async def __anext__(self) -> ServerStatus:
+        while not self._done:
+            record = self._entry.record
+            status = record.server_status
+            if status is not None and status != self._last:
+                self._last = status
+                self._done = record.phase.is_terminal
+                return status
+            if record.phase.is_terminal:
+                break
+            changed = self._entry.changed
+            self._session._kick_refresh()
+            await changed.wait()
+        raise StopAsyncIteration

@@ -1,0 +1,595 @@
+"""``Session``: runs many STT tasks safely; the I/O shell around ``state``.
+
+The session never decides anything itself: for every task it feeds events to
+``state.step`` and executes the actions that come back, in order (``Persist`` before
+the request it guards). What it adds is I/O and concurrency:
+
+* every request runs in the session's anyio task group, so a caller cancelled in the
+  middle of ``start()`` does not abandon a request that may have created a task: the
+  session finishes it, records the id, and owns the task (it is stopped on exit);
+* one lock per task key serialises the work on a task; a ``CapacityLimiter`` bounds
+  how many tasks are being worked on at once;
+* a background refresh keeps server statuses current, listing v7 agents page by page
+  instead of querying each one, and querying only what the list cannot answer;
+* leaving ``async with`` stops every task the session owns, shielded from
+  cancellation and bounded in time, and raises ``StopIncompleteError`` naming the
+  tasks it could not confirm stopped.
+
+Reconciling an ambiguous start and ``recover()`` live in ``_reconcile.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, Final, final
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+from typing_extensions import assert_never
+
+from agora_stt_async import _actions as actions
+from agora_stt_async import state as sm
+from agora_stt_async._client import AsyncClient
+from agora_stt_async._clock import Clock, SystemClock
+from agora_stt_async._converter import structure_request, unstructure_request
+from agora_stt_async._enums import AgentStatus, ApiGeneration
+from agora_stt_async._errors import (
+    AgoraSTTError,
+    ConfigurationError,
+    SessionError,
+    StopIncompleteError,
+    UsageError,
+    ValidationError,
+)
+from agora_stt_async._handle import ServerStatus, StartConfig, TaskHandle, _Entry
+from agora_stt_async._models import (
+    JoinRequest,
+    LegacyStartRequest,
+    UpdateRequest,
+)
+from agora_stt_async._reconcile import reconcile_v7, refresh_v7
+from agora_stt_async.notifications import AgentJoined, AgentLeft, Event
+from agora_stt_async.stores import MemoryStore, TaskStore
+
+logger: Final = logging.getLogger("agora_stt_async.session")
+
+
+DEFAULT_MAX_IN_FLIGHT: Final = 64
+DEFAULT_STOP_TIMEOUT_S: Final = 60.0
+DEFAULT_REFRESH_INTERVAL_S: Final = 5.0
+MIN_REFRESH_GAP_S: Final = 0.2
+"""Sweeps asked for by waiters are at least this far apart, so 500 waiters cost one
+sweep, not 500."""
+QUERY_INSTEAD_OF_LIST_BELOW: Final = 4
+"""With fewer live v7 agents than this, a sweep queries each; from here it lists."""
+DEFAULT_EVENT_SWEEP_INTERVAL_S: Final = 60.0
+"""With webhooks flowing, the reconciliation sweep runs this often (seconds)."""
+UNMATCHED_EVENTS_KEPT: Final = 1000
+
+
+@attrs.frozen
+class SessionStatistics:
+    """Counts of the session's tasks by phase, and what it sent (from the client)."""
+
+    tasks: int
+    by_phase: Mapping[str, int]
+    sweeps: int
+    reports: int
+
+
+@attrs.frozen
+class RecoveryReport:
+    """What ``Session.recover()`` found in the store."""
+
+    loaded: int
+    live: tuple[str, ...]
+    ended: tuple[str, ...]
+    unresolved: tuple[str, ...]
+
+
+@final
+class Session:
+    """Runs many STT tasks, one per key, and never loses one.
+
+    Args:
+        client: the ``AsyncClient`` every request goes through.
+        store: where task records live (default: a ``MemoryStore``). Each change is
+            stored before the request it guards is sent.
+        max_in_flight: tasks being worked on (started, updated, stopped) at once.
+        stop_on_exit: stop every owned task when leaving ``async with``.
+        stop_timeout: seconds the exit may spend stopping tasks.
+        refresh_interval: seconds between background status sweeps when nobody waits.
+        list_page_size: the ``limit`` of the list requests sweeps and reconciles send.
+        event_sweep_interval: with webhooks flowing (``feed``), seconds between the
+            slow reconciliation sweeps that catch what events missed.
+        policy: the state machine's numbers (token window margin, retry interval).
+        clock: time source; defaults to the client's clock semantics (real time).
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        store: TaskStore | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        stop_on_exit: bool = True,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT_S,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL_S,
+        list_page_size: int = 100,
+        event_sweep_interval: float = DEFAULT_EVENT_SWEEP_INTERVAL_S,
+        policy: sm.MachinePolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(client, AsyncClient):
+            raise ConfigurationError("Session needs an AsyncClient")
+        if max_in_flight < 1:
+            raise ConfigurationError("max_in_flight must be >= 1")
+        if stop_timeout <= 0 or refresh_interval <= 0:
+            raise ConfigurationError("stop_timeout and refresh_interval must be > 0")
+        self.client: Final = client
+        self._store: TaskStore = store if store is not None else MemoryStore()
+        self._limiter = anyio.CapacityLimiter(max_in_flight)
+        self._stop_on_exit = stop_on_exit
+        self._stop_timeout = stop_timeout
+        self._refresh_interval = refresh_interval
+        self.list_page_size: Final = list_page_size
+        self._policy = policy or sm.DEFAULT_POLICY
+        self._clock = clock or SystemClock()
+        self._entries: dict[str, _Entry] = {}
+        self._by_server_id: dict[str, _Entry] = {}
+        self._channel_locks: dict[str, anyio.Lock] = {}
+        self._tg: TaskGroup | None = None
+        self._stack: AsyncExitStack | None = None
+        self._kick = anyio.Event()
+        self._sweeps = 0
+        self._reports = 0
+        self._closing = False
+        self._event_sweep_interval = event_sweep_interval
+        self._events_seen_at: float | None = None
+        self.unmatched_events: deque[Event] = deque(maxlen=UNMATCHED_EVENTS_KEPT)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Session:
+        if self._stack is not None:
+            raise UsageError("a Session can be entered once")
+        self._stack = AsyncExitStack()
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self._tg.start_soon(self._refresh_loop)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stack is None or self._tg is None:
+            raise UsageError("the Session was not entered")
+        incomplete: StopIncompleteError | None = None
+        try:
+            if self._stop_on_exit:
+                # Shielded: a cancelled caller must not leave paid tasks running.
+                with anyio.CancelScope(shield=True):
+                    incomplete = await self._stop_everything()
+        finally:
+            self._closing = True
+            self._tg.cancel_scope.cancel()
+            await self._stack.__aexit__(exc_type, exc, tb)
+        if incomplete is not None:
+            if exc is None:
+                raise incomplete
+            logger.error("%s", incomplete)
+
+    async def _stop_everything(self) -> StopIncompleteError | None:
+        with anyio.move_on_after(self._stop_timeout):
+            async with anyio.create_task_group() as tg:
+                for entry in list(self._entries.values()):
+                    if not entry.record.phase.is_terminal:
+                        tg.start_soon(self._stop_quietly, entry)
+        left = tuple(
+            key for key, entry in self._entries.items() if not entry.record.phase.is_terminal
+        )
+        if left:
+            return StopIncompleteError(left)
+        return None
+
+    async def _stop_quietly(self, entry: _Entry) -> None:
+        try:
+            await self._stop(entry)
+            while not entry.record.phase.is_terminal:
+                changed = entry.changed
+                self._kick_refresh()
+                await changed.wait()
+        except AgoraSTTError as error:
+            logger.warning("could not stop task %r: %s", entry.record.key, error)
+
+    # --- public operations --------------------------------------------------------------
+
+    async def start(
+        self,
+        key: str,
+        config: StartConfig,
+        *,
+        api: ApiGeneration | str | None = None,
+    ) -> TaskHandle:
+        """Start the task ``key`` with ``config``; return its handle.
+
+        ``config`` is a ``JoinRequest`` (v7, the default) or a ``LegacyStartRequest``
+        (``api="legacy"``; the builder token is acquired, and re-acquired when its
+        5-minute window passes, for you). Starting a key that is already live returns
+        its handle. If the caller is cancelled, the start still completes in the
+        background: the task is owned by the session and stopped on exit.
+
+        Raises:
+            ValidationError: ``config`` does not match ``api``.
+            APIError: the server refused the start (nothing is running).
+            SessionError: the outcome could not be established (the session keeps
+                trying in the background).
+        """
+        self._require_open()
+        generation = _generation(config, api)
+        existing = self._entries.get(key)
+        if existing is not None and not existing.record.phase.is_terminal:
+            return TaskHandle(self, existing)
+        now = self._clock.now()
+        if generation is ApiGeneration.V7:
+            assert isinstance(config, JoinRequest)
+            record = sm.new_record(
+                key, generation, channel=config.rtc_config.channel_name, name=config.name, now=now
+            )
+        else:
+            record = sm.new_record(key, generation, channel=config.rtc_config.channel_name, now=now)
+        record = attrs.evolve(record, request=unstructure_request(config))
+        if not await self._store.create(record):
+            stored = await self._store.get(key)
+            if stored is not None and not stored.phase.is_terminal:
+                raise SessionError(
+                    f"task {key!r} is live in the store but not driven by this session; "
+                    "call recover() to adopt it"
+                )
+            await self._store.put(
+                record, expected_version=None if stored is None else stored.version
+            )
+            record = attrs.evolve(record, version=0)
+        entry = _Entry(record, config)
+        self._entries[key] = entry
+        await self._run_in_group(self._start(entry))
+        return TaskHandle(self, entry)
+
+    def handle(self, key: str) -> TaskHandle:
+        """The handle of a task this session knows; ``KeyError``-free: ``UsageError``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            raise UsageError(f"no task {key!r} in this session")
+        return TaskHandle(self, entry)
+
+    def handles(self) -> list[TaskHandle]:
+        return [TaskHandle(self, entry) for entry in self._entries.values()]
+
+    async def stop(self, key: str) -> None:
+        await self.handle(key).stop()
+
+    async def feed(self, event: Event) -> bool:
+        """Apply a webhook event (``agora_stt_async.notifications``) to its task.
+
+        Events are hints: an out-of-order or duplicate event never moves a task
+        backwards (the state machine ignores observations older than the one it has),
+        and the background sweep still catches anything the events missed. While events
+        keep arriving, waiting callers no longer trigger sweeps: the session falls back
+        to one reconciliation sweep every ``event_sweep_interval`` seconds.
+
+        Returns ``True`` if the event matched a task of this session; events for
+        unknown agents are kept (bounded) in ``unmatched_events``.
+        """
+        observation = _observation(event, self._clock.now())
+        if observation is None:
+            return False
+        server_id, status, at = observation
+        self._events_seen_at = self._clock.monotonic()
+        entry = self._by_server_id.get(server_id)
+        if entry is None:
+            self.unmatched_events.append(event)
+            return False
+        await self._feed(entry, sm.StatusObserved(status=status, observed_at=at))
+        return True
+
+    def statistics(self) -> SessionStatistics:
+        by_phase: dict[str, int] = {}
+        for entry in self._entries.values():
+            by_phase[entry.record.phase.value] = by_phase.get(entry.record.phase.value, 0) + 1
+        return SessionStatistics(
+            tasks=len(self._entries), by_phase=by_phase, sweeps=self._sweeps, reports=self._reports
+        )
+
+    async def recover(self) -> RecoveryReport:
+        """Adopt what the store holds after a restart: reconcile each record with the
+        server, resume watching the live ones, and mark the ended ones.
+
+        Records this session already drives are skipped.
+        """
+        self._require_open()
+        records = await self._store.all()
+        loaded = [r for r in records if r.key not in self._entries]
+        async with anyio.create_task_group() as tg:
+            for record in loaded:
+                config = _config_from(record)
+                entry = _Entry(record, config)
+                self._entries[record.key] = entry
+                if record.server_id:
+                    self._by_server_id[record.server_id] = entry
+                if not record.phase.is_terminal:
+                    tg.start_soon(self._drive_quietly, entry, sm.Recovered())
+        live = tuple(r.key for r in loaded if not self._entries[r.key].record.phase.is_terminal)
+        ended = tuple(r.key for r in loaded if self._entries[r.key].record.phase.is_terminal)
+        unresolved = tuple(
+            key
+            for key in live
+            if self._entries[key].record.phase in (sm.Phase.RECONCILING, sm.Phase.STARTING)
+        )
+        return RecoveryReport(loaded=len(loaded), live=live, ended=ended, unresolved=unresolved)
+
+    # --- running work in the group ------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._tg is None or self._closing:
+            raise UsageError("use the Session inside 'async with Session(...) as session:'")
+
+    async def _run_in_group(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the session's task group and wait for it.
+
+        If the caller is cancelled, the work goes on: it owns requests that may have
+        changed the server's state.
+        """
+        if self._tg is None:
+            work.close()
+            raise UsageError("the Session is not open")
+        done = anyio.Event()
+        outcome: list[BaseException] = []
+
+        async def runner() -> None:
+            try:
+                await work
+            except Exception as error:  # noqa: BLE001 - re-raised in the waiting caller
+                outcome.append(error)
+            finally:
+                done.set()
+
+        self._tg.start_soon(runner)
+        await done.wait()
+        if outcome:
+            raise outcome[0]
+
+    # --- the per-task drivers -----------------------------------------------------------
+
+    async def _start(self, entry: _Entry) -> None:
+        async with self._limiter, entry.lock:
+            await self._drive(entry, sm.StartRequested())
+        record = entry.record
+        if record.phase is sm.Phase.FAILED:
+            if entry.error is not None:
+                raise entry.error
+            raise SessionError(f"task {record.key!r} could not start: {record.last_error}")
+
+    async def _stop(self, entry: _Entry) -> None:
+        async with self._limiter, entry.lock:
+            if entry.record.phase.is_terminal:
+                return
+            await self._drive(entry, sm.StopRequested())
+
+    async def _update(self, entry: _Entry, body: UpdateRequest) -> None:
+        async with self._limiter, entry.lock:
+            entry.pending_update = body
+            entry.last_update = None
+            try:
+                await self._drive(entry, sm.UpdateRequested())
+            finally:
+                entry.pending_update = None
+        if entry.last_update is not None:
+            raise entry.last_update
+
+    async def _drive_quietly(self, entry: _Entry, event: sm.AnyEvent) -> None:
+        try:
+            async with self._limiter, entry.lock:
+                await self._drive(entry, event)
+        except AgoraSTTError as error:
+            logger.warning("task %r: %s", entry.record.key, error)
+
+    async def _drive(self, entry: _Entry, event: sm.AnyEvent) -> None:
+        """Feed ``event`` and execute the actions, feeding their answers back, until the
+        machine asks for nothing more. The caller holds ``entry.lock``."""
+        pending: list[sm.AnyEvent] = [event]
+        while pending:
+            current = pending.pop(0)
+            result = sm.step(entry.record, current, now=self._clock.now(), policy=self._policy)
+            for action in result.actions:
+                answer = await self._execute(entry, action)
+                if answer is not None:
+                    pending.append(answer)
+
+    async def _execute(self, entry: _Entry, action: sm.AnyAction) -> sm.AnyEvent | None:
+        match action:
+            case sm.Persist():
+                await self._store.put(action.record, expected_version=action.expected_version)
+                if action.record.server_id:
+                    self._by_server_id[action.record.server_id] = entry
+                entry.set_record(action.record)
+                return None
+            case sm.AcquireToken():
+                return await actions.acquire(self.client, self._clock, entry, action)
+            case sm.SendJoin():
+                return await actions.join(self.client, entry)
+            case sm.SendStart():
+                return await actions.legacy_start(self.client, self._clock, entry, action)
+            case sm.Reconcile():
+                return await reconcile_v7(self, entry, action)
+            case sm.SendQuery():
+                return await actions.query(self.client, self._clock, entry, action)
+            case sm.SendUpdate():
+                return await actions.update(self.client, entry, action)
+            case sm.SendLeave():
+                return await actions.leave(self.client, action)
+            case sm.SendStop():
+                return await actions.legacy_stop(self.client, action)
+            case sm.WakeAt():
+                self._schedule_tick(entry, action.deadline)
+                return None
+            case sm.Report():
+                self._reports += 1
+                logger.warning("%s", action.anomaly)
+                return None
+            case _:
+                assert_never(action)
+
+    def _schedule_tick(self, entry: _Entry, deadline: float) -> None:
+        if entry.timer is not None:
+            entry.timer.cancel()
+        scope = anyio.CancelScope()
+        entry.timer = scope
+        assert self._tg is not None
+
+        async def tick() -> None:
+            with scope:
+                await self._clock.sleep(max(0.0, deadline - self._clock.now()))
+                if entry.timer is scope:
+                    entry.timer = None
+                await self._drive_quietly(entry, sm.Tick())
+
+        self._tg.start_soon(tick)
+
+    # --- background refresh -------------------------------------------------------------
+
+    def _events_flowing(self) -> bool:
+        seen = self._events_seen_at
+        return seen is not None and self._clock.monotonic() - seen < self._event_sweep_interval
+
+    def _kick_refresh(self) -> None:
+        if not self._events_flowing():
+            self._kick.set()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            interval = (
+                self._event_sweep_interval if self._events_flowing() else self._refresh_interval
+            )
+            with anyio.move_on_after(interval):
+                await self._kick.wait()
+            self._kick = anyio.Event()
+            try:
+                await self._sweep()
+            except AgoraSTTError as error:
+                logger.info("status sweep failed: %s", error)
+            await anyio.sleep(MIN_REFRESH_GAP_S)
+
+    async def _sweep(self) -> None:
+        self._sweeps += 1
+        live_v7: list[_Entry] = []
+        live_legacy: list[_Entry] = []
+        for entry in self._entries.values():
+            record = entry.record
+            if record.phase.is_terminal or record.server_id is None:
+                continue
+            (live_v7 if record.api is ApiGeneration.V7 else live_legacy).append(entry)
+        to_query = list(live_legacy)
+        if len(live_v7) >= QUERY_INSTEAD_OF_LIST_BELOW:
+            to_query.extend(await refresh_v7(self, live_v7))
+        else:
+            to_query.extend(live_v7)
+        if to_query:
+            async with anyio.create_task_group() as tg:
+                for entry in to_query:
+                    tg.start_soon(self._observe_by_query, entry)
+
+    async def _observe_by_query(self, entry: _Entry) -> None:
+        record = entry.record
+        if record.server_id is None or record.phase.is_terminal:
+            return
+        action = sm.SendQuery(server_id=record.server_id, token_name=record.token_name)
+        async with self._limiter:
+            answer = await actions.query(self.client, self._clock, entry, action)
+        if answer is not None:
+            await self._observe(entry, answer)
+
+    async def _feed(self, entry: _Entry, event: sm.AnyEvent) -> None:
+        """Apply a server observation (query, webhook) to a task, waiting for its lock."""
+        async with entry.lock:
+            if entry.record.phase.is_terminal:
+                return
+            await self._drive(entry, event)
+
+    async def _observe(self, entry: _Entry, event: sm.AnyEvent) -> None:
+        """Apply a sweep's observation unless the task is busy: its owner is already
+        talking to the server about it, and the next sweep will catch up."""
+        try:
+            entry.lock.acquire_nowait()
+        except anyio.WouldBlock:
+            return
+        try:
+            if not entry.record.phase.is_terminal:
+                await self._drive(entry, event)
+        finally:
+            entry.lock.release()
+
+    def _known_server_ids(self) -> frozenset[str]:
+        return frozenset(self._by_server_id)
+
+    def _claim(self, server_id: str, entry: _Entry) -> None:
+        """Reserve ``server_id`` for ``entry`` before its record is persisted."""
+        self._by_server_id[server_id] = entry
+
+    @asynccontextmanager
+    async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
+        lock = self._channel_locks.setdefault(channel, anyio.Lock())
+        async with lock:
+            yield
+
+
+def _generation(config: object, api: ApiGeneration | str | None) -> ApiGeneration:
+    if isinstance(config, JoinRequest):
+        inferred = ApiGeneration.V7
+    elif isinstance(config, LegacyStartRequest):
+        inferred = ApiGeneration.LEGACY
+    else:
+        raise ValidationError("config", "a JoinRequest (v7) or a LegacyStartRequest (legacy)")
+    if api is not None:
+        try:
+            wanted = ApiGeneration(api)
+        except ValueError:
+            raise ValidationError("api", "'v7' or 'legacy'", api) from None
+        if wanted is not inferred:
+            raise ValidationError(
+                "config",
+                f"api={wanted.value!r} needs a "
+                + ("JoinRequest" if wanted is ApiGeneration.V7 else "LegacyStartRequest"),
+            )
+    return inferred
+
+
+def _observation(event: Event, now: float) -> tuple[str, ServerStatus, float] | None:
+    """(agent id, status, event time) for the events that say something about status.
+
+    The event's own time orders it against other observations; an event without one
+    counts as observed ``now``.
+    """
+    if isinstance(event, AgentJoined):
+        return event.agent_id, AgentStatus.RUNNING, event.started_at or now
+    if isinstance(event, AgentLeft):
+        return event.agent_id, event.status, event.stopped_at or event.notified_at or now
+    return None
+
+
+def _config_from(record: sm.TaskRecord) -> StartConfig | None:
+    """The start request stored with a record (so a restarted session can repeat it)."""
+    if record.request is None:
+        return None
+    cls: type[StartConfig] = JoinRequest if record.api is ApiGeneration.V7 else LegacyStartRequest
+    try:
+        return structure_request(record.request, cls)
+    except Exception:  # noqa: BLE001 - a stored body that no longer validates: go on without
+        logger.warning("task %r: its stored start request could not be read", record.key)
+        return None
