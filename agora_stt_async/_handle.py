@@ -9,7 +9,7 @@ import anyio
 
 from agora_stt_async import state as sm
 from agora_stt_async._client import build_update
-from agora_stt_async._enums import AgentStatus, LegacyTaskStatus
+from agora_stt_async._enums import AgentStatus, ApiGeneration, LegacyTaskStatus
 from agora_stt_async._errors import AgoraSTTError, SessionError
 from agora_stt_async._models import (
     JoinRequest,
@@ -124,7 +124,8 @@ class TaskHandle:
                 await changed.wait()
 
     def watch(self) -> AsyncIterator[ServerStatus]:
-        """Every new server status of the task, until it ends."""
+        """Every new server status of the task; the last one is final (STOPPED or FAILED,
+        or their legacy twins), also when the session ended the task itself."""
         return _StatusWatcher(self._entry, self._session)
 
     async def update(
@@ -192,13 +193,26 @@ class _StatusWatcher:
         while not self._done:
             record = self._entry.record
             status = record.server_status
+            if record.phase.is_terminal:
+                # The task is over even if the server's last word was not a final
+                # status (a leave answered 200 ends our part): end with one.
+                self._done = True
+                final = status if status is not None and status.is_terminal else None
+                final = final or _final_status(record)
+                if final != self._last:
+                    return final
+                break
             if status is not None and status != self._last:
                 self._last = status
-                self._done = record.phase.is_terminal
                 return status
-            if record.phase.is_terminal:
-                break
             changed = self._entry.changed
             self._session._kick_refresh()
             await changed.wait()
         raise StopAsyncIteration
+
+
+def _final_status(record: sm.TaskRecord) -> ServerStatus:
+    failed = record.phase is sm.Phase.FAILED
+    if record.api is ApiGeneration.LEGACY:
+        return LegacyTaskStatus.FAILURE_STOP if failed else LegacyTaskStatus.STOPPED
+    return AgentStatus.FAILED if failed else AgentStatus.STOPPED
