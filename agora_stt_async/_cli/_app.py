@@ -1,0 +1,39 @@
+"""The ``agora-stt`` click group: global options and the commands of the other modules."""
+
+from __future__ import annotations
+
+import click
+
+from agora_stt_async import __version__
+from agora_stt_async._cli import _common
+from agora_stt_async._cli._agents import agents, legacy
+from agora_stt_async._cli._demo import demo, emulator_command
+from agora_stt_async._cli._tasks import tasks
+
+EPILOG = """\b
+Exit status: 0 ok; 1 tasks left running, a stop not confirmed, or an unexpected
+failure; 2 bad command line; 3 bad or missing credentials; 4 not found; 5 invalid
+input; 6 service error (after retries).
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(__version__, "--version", prog_name="agora-stt")
+@_common.connection_options
+@click.pass_context
+def cli(ctx: click.Context, base_url: str | None, verbose: bool) -> None:
+    """Agora Real-Time STT from the command line: a demo, a local emulator, and the
+    tools to find and stop agents and tasks.
+
+    Credentials come from AGORA_APP_ID, AGORA_CUSTOMER_ID and AGORA_CUSTOMER_SECRET;
+    the service from --base-url or AGORA_STT_BASE_URL (default https://api.agora.io).
+    Secrets are never printed.
+    """
+    ctx.obj = _common.Settings(base_url=base_url, verbose=verbose)
+
+
+cli.add_command(demo)
+cli.add_command(emulator_command)
+cli.add_command(agents)
+cli.add_command(legacy)
+cli.add_command(tasks)
