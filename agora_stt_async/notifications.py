@@ -7,6 +7,10 @@ A receiver does three things, in this order, for each ``POST`` it gets::
     if not dedupe.seen_event(event, clock.monotonic()):
         ...                                     # act on the event; answer 200 quickly
 
+Over HTTP, ``asgi_app(session, secret)`` (an ASGI app) and ``handle_request`` (for
+any framework) do all three, answer with the right status, and hand each new event to
+a ``Session`` (``feed``) or to a callback of yours.
+
 ``verify`` works on the raw bytes as received, before any JSON decoding (spec §8.1).
 ``parse`` returns one typed event per documented event type and ``UnknownEvent`` for
 any other, so a new event type from Agora never breaks a receiver. Notifications may be
@@ -22,13 +26,15 @@ Imports: stdlib, attrs and the SDK's value layers (L0/L1) only; no I/O.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from typing import Any, Final, final
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Final, Protocol, TypeAlias, final
 
 import attrs
 
+from agora_stt_async._clock import Clock
 from agora_stt_async._enums import AgentStatus
 from agora_stt_async._errors import ConfigurationError, NotificationError, SignatureError
 from agora_stt_async._notifications_parse import (
@@ -47,6 +53,7 @@ from agora_stt_async._notifications_parse import (
 from agora_stt_async._secrets import Secret
 
 __all__ = [
+    "MAX_BODY",
     "MS_THRESHOLD",
     "SIGNATURE_HEADER",
     "SIGNATURE_V2_HEADER",
@@ -54,6 +61,8 @@ __all__ = [
     "AgentLeft",
     "Deduplicator",
     "Event",
+    "EventSink",
+    "EventTarget",
     "ExitReason",
     "LegacyBackedUp",
     "LegacyEvent",
@@ -62,9 +71,12 @@ __all__ = [
     "LegacyUploaderStarted",
     "LegacyUploadingProgress",
     "NotificationError",
+    "NotificationReceiver",
     "SignatureError",
     "UnknownEvent",
     "UploadedFile",
+    "asgi_app",
+    "handle_request",
     "parse",
     "sign",
     "to_unix_seconds",
@@ -475,3 +487,112 @@ class Deduplicator:
         """
         for key in self._keys(event):
             self._entries.pop(key, None)
+
+
+# --- receiving over HTTP -------------------------------------------------------------
+
+MAX_BODY: Final = 1 << 20
+"""The largest callback body ``asgi_app`` reads (1 MiB); NCS bodies are a few hundred bytes."""
+
+
+class EventSink(Protocol):
+    """What takes verified events: a ``Session`` (its ``feed``) is one."""
+
+    async def feed(self, event: Event) -> object:
+        """Act on ``event``; raising makes the receiver answer 500 (NCS resends)."""
+        ...
+
+
+EventTarget: TypeAlias = "EventSink | Callable[[Event], Awaitable[object]]"
+"""A ``Session`` (or any ``EventSink``), or an ``async (event) -> ...`` callable."""
+
+
+class NotificationReceiver(Protocol):
+    """What ``asgi_app`` returns: an ASGI app, and its ``handle`` for other frameworks."""
+
+    dedupe: Deduplicator
+
+    async def handle(self, raw_body: bytes, headers: HeadersLike) -> tuple[int, bytes]:
+        """``handle_request`` with the app's target, secret, deduplicator and clock."""
+        ...
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, object],
+        receive: Callable[[], Awaitable[Mapping[str, object]]],
+        send: Callable[[dict[str, object]], Awaitable[None]],
+    ) -> None:
+        """Serve one ASGI connection (``http``; ``lifespan`` is answered)."""
+        ...
+
+
+def _glue() -> Any:
+    # The HTTP glue (_notifications_asgi) sits in a higher layer than this module, which
+    # the session imports (tests/test_layers.py): it is loaded on first use instead.
+    return importlib.import_module("agora_stt_async._notifications_asgi")
+
+
+def asgi_app(
+    target: EventTarget,
+    secret: str | Secret,
+    *,
+    max_body: int = MAX_BODY,
+    dedupe: Deduplicator | None = None,
+    clock: Clock | None = None,
+) -> NotificationReceiver:
+    """An ASGI app that receives Agora's callbacks and hands each event to ``target``.
+
+    For each ``POST`` (any path: mount it where you told Agora to call): verify the
+    signature over the raw body (401 if wrong), parse it (400), drop a notice already
+    handled (200 at once), then ``await target.feed(event)`` (or ``await target(event)``)
+    and answer 200 ``{}``. If that raises, the notice is forgotten and the answer is 500,
+    so NCS's resend is handled (spec §8.1). Other methods get 405, bodies larger than
+    ``max_body`` 413. No web framework is needed; the app also answers ``lifespan``.
+
+    Events are hints: a ``Session`` never moves a task backwards on a late or repeated
+    event, and its reconciliation sweep still catches events that never came.
+
+    Args:
+        target: a ``Session`` (or anything with ``async feed(event)``), or an async
+            callable taking the event.
+        secret: the NCS secret Agora generated.
+        max_body: the largest body read, in bytes.
+        dedupe: remembers handled notices; default ``Deduplicator()`` (pass one with
+            ``redundant=True`` if "redundant notifications" are on).
+        clock: the deduplicator's time source (default: the real clock).
+
+    Returns:
+        The app; its ``handle(raw_body, headers)`` serves frameworks that are not ASGI.
+
+    Raises:
+        ConfigurationError: empty ``secret``, ``max_body`` < 1, or a ``target`` that is
+            neither.
+    """
+    app: NotificationReceiver = _glue().NotificationApp(
+        target, secret, max_body=max_body, dedupe=dedupe, clock=clock
+    )
+    return app
+
+
+async def handle_request(
+    target: EventTarget,
+    secret: str | Secret,
+    raw_body: bytes | bytearray | memoryview,
+    headers: HeadersLike,
+    *,
+    dedupe: Deduplicator | None = None,
+    clock: Clock | None = None,
+) -> tuple[int, bytes]:
+    """Handle one callback request in any framework: ``(status, JSON body)`` to answer.
+
+    The steps and answers of ``asgi_app`` (401, 400, 200, 500), for a handler that has
+    the raw body and the headers. Pass one long-lived ``dedupe`` to drop NCS resends;
+    without it every copy is fed (harmless for a ``Session``, which ignores repeats).
+
+    Raises:
+        ConfigurationError: ``secret`` is empty.
+    """
+    result: tuple[int, bytes] = await _glue().handle_request(
+        target, secret, raw_body, headers, dedupe=dedupe, clock=clock
+    )
+    return result
