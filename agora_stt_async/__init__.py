@@ -8,7 +8,7 @@ places task records live.
 
 import attrs
 
-from agora_stt_async._client import AgentsAPI, AsyncClient, LegacyAPI
+from agora_stt_async._client import AgentsAPI, AsyncClient, LegacyAPI, RawResponse
 from agora_stt_async._clock import Clock, SystemClock
 from agora_stt_async._enums import AgentStatus, ApiGeneration, LegacyTaskStatus
 from agora_stt_async._errors import (
@@ -62,6 +62,7 @@ from agora_stt_async._models import (
     UpdateRtcConfig,
 )
 from agora_stt_async._pagination import AgentIterator
+from agora_stt_async._ratelimit import GroupLimit, RateLimit, RateLimiter
 from agora_stt_async._retry import RetryBudgetConfig, RetryPolicy
 from agora_stt_async._session import RecoveryReport, Session, SessionStatistics
 from agora_stt_async._stats import ClientStatistics, OperationStatistics
@@ -76,6 +77,10 @@ __all__ = [
     "Area",
     "RetryPolicy",
     "RetryBudgetConfig",
+    "RateLimit",
+    "GroupLimit",
+    "RateLimiter",
+    "RawResponse",
     "ClientStatistics",
     "OperationStatistics",
     "Clock",

@@ -9,11 +9,13 @@ returns a model; nothing here touches httpx directly.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Final, final
+from typing import Final, Generic, Literal, ParamSpec, TypeVar, final
 from urllib.parse import quote, urlsplit
 
 import attrs
@@ -28,9 +30,9 @@ from agora_stt_async._converter import (
     wire_update_mask,
 )
 from agora_stt_async._enums import AgentStatus
-from agora_stt_async._errors import ConfigurationError, ValidationError
+from agora_stt_async._errors import ConfigurationError, UsageError, ValidationError
 from agora_stt_async._hosts import Area, hosts_for_area
-from agora_stt_async._http import Endpoint, HttpCore
+from agora_stt_async._http import Endpoint, HttpCore, capture_responses
 from agora_stt_async._models import (
     AcquireRequest,
     Agent,
@@ -39,6 +41,7 @@ from agora_stt_async._models import (
     JoinRequest,
     LanguagePair,
     LegacyStartRequest,
+    ResponseInfo,
     Task,
     TranslateConfig,
     UidLanguages,
@@ -47,9 +50,11 @@ from agora_stt_async._models import (
 )
 from agora_stt_async._models.legacy import check_legacy_translation
 from agora_stt_async._pagination import AgentIterator
+from agora_stt_async._ratelimit import RateLimit, RateLimiter
 from agora_stt_async._retry import RetryPolicy
 from agora_stt_async._secrets import Secret
 from agora_stt_async._stats import ClientStatistics
+from agora_stt_async.hooks import Hooks
 
 DEFAULT_TIMEOUT_S: Final = 10.0
 """Per-request timeout; Agora's own Go middleware uses 10 s for these calls."""
@@ -57,18 +62,69 @@ DEFAULT_MAX_IN_FLIGHT: Final = 64
 """Requests in flight at once per client (and connections in its pool)."""
 
 _JOIN: Final = Endpoint("join", "POST", idempotent=False)
-_GET: Final = Endpoint("query", "GET", idempotent=True)
+_GET: Final = Endpoint("query", "GET", idempotent=True, group="query")
 _UPDATE: Final = Endpoint("update", "POST", idempotent=True)
 _LEAVE: Final = Endpoint("leave", "POST", idempotent=True, expects_body=False)
-_LIST: Final = Endpoint("list", "GET", idempotent=True)
+_LIST: Final = Endpoint("list", "GET", idempotent=True, group="query")
 _ACQUIRE: Final = Endpoint("acquire", "POST", idempotent=False)
 _START: Final = Endpoint("start", "POST", idempotent=False)
-_QUERY: Final = Endpoint("legacy_query", "GET", idempotent=True)
+_QUERY: Final = Endpoint("legacy_query", "GET", idempotent=True, group="query")
 _LEGACY_UPDATE: Final = Endpoint("legacy_update", "PATCH", idempotent=True)
 _STOP: Final = Endpoint("stop", "DELETE", idempotent=True, expects_body=False)
 # Update is retried: the server applies the latest sequenceId, so a repeat with the same
 # sequenceId is harmless (spec §4.6). Leave/stop are retried: the session treats "not
 # found" after a retry as "stopped".
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@final
+@attrs.frozen
+class RawResponse(Generic[T]):
+    """A call's parsed result with the HTTP exchange it came from
+    (``client.with_raw_response``): for debugging with Agora's support, quote
+    ``request_id``."""
+
+    parsed: T
+    info: ResponseInfo
+
+    @property
+    def status_code(self) -> int:
+        return self.info.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers (never the request's ``Authorization``)."""
+        return self.info.headers
+
+    @property
+    def request_id(self) -> str | None:
+        return self.info.request_id
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds of the successful attempt."""
+        return self.info.elapsed_s
+
+
+def _rate_limiter(value: object, *, transport: object, urls: tuple[str, ...]) -> RateLimiter | None:
+    if value == "auto":
+        # SPEC-SILENT: the limits protect Agora's per-App-ID quota. A local emulator or an
+        # in-process transport (a test double) has none, so "auto" leaves them off there;
+        # pass rate_limit=RateLimit() to exercise the limiter against one.
+        local = transport is not None or all(
+            _is_loopback(urlsplit(url).hostname or "") for url in urls
+        )
+        return None if local else RateLimiter(RateLimit())
+    if value is None or isinstance(value, RateLimiter):
+        return value
+    if isinstance(value, RateLimit):
+        return RateLimiter(value)
+    raise ConfigurationError(
+        f"rate_limit must be a RateLimit, a RateLimiter, None or 'auto', got {value!r}"
+    )
 
 
 def _env_or(value: str | None, name: str) -> str | None:
@@ -94,6 +150,44 @@ def _check_base_url(url: str, *, allow_insecure: bool) -> str:
             "unencrypted. Use https://, a loopback address, or allow_insecure=True."
         )
     return url.rstrip("/")
+
+
+# SPEC-SILENT: Agora App IDs are 32 hex characters; letters, digits, '-' and '_' are
+# accepted (emulators and tests use readable ids) and nothing that could change the URL.
+_APP_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def _check_credentials(app_id: object, customer_id: object, secret: object) -> None:
+    # The values are never echoed: a secret passed in the wrong place must not be logged.
+    for name, value in (
+        ("app_id", app_id),
+        ("customer_id", customer_id),
+        ("customer_secret", secret),
+    ):
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}")
+    if not isinstance(app_id, str) or not isinstance(customer_id, str):  # pragma: no cover
+        return  # refused above; for mypy
+    if not _APP_ID.fullmatch(app_id):
+        raise ConfigurationError(
+            "app_id must be letters, digits, '-' or '_' (Agora's are 32 hex characters)"
+        )
+    if ":" in customer_id:  # RFC 7617: the Basic-auth user-id cannot contain a colon
+        raise ConfigurationError("customer_id cannot contain ':' (HTTP Basic auth)")
+
+
+def _check_timeout(timeout: object) -> None:
+    if isinstance(timeout, httpx.Timeout):
+        return
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ConfigurationError(
+            f"timeout must be a number of seconds > 0 or an httpx.Timeout, got {timeout!r}"
+        )
 
 
 def _id(value: object, field: str) -> str:
@@ -494,6 +588,10 @@ class AsyncClient:
             be combined with ``http_client`` or ``transport``.
         clock: time source (tests pass a fake one).
         allow_insecure: allow ``http://`` to a non-loopback host.
+        rate_limit: client-side rate limiting (``RateLimit``; see its defaults and why).
+            ``"auto"`` (default): ``RateLimit()`` towards Agora, off towards a loopback
+            host or a ``transport`` (an emulator has no quota); a ``RateLimiter`` to
+            share one budget between clients of the same App ID; ``None``: off.
 
     Raises:
         ConfigurationError: a credential is missing, or a base URL is unusable.
@@ -517,6 +615,7 @@ class AsyncClient:
         allow_insecure: bool = False,
         rng: random.Random | None = None,
         fast: bool | None = None,
+        rate_limit: RateLimit | RateLimiter | Literal["auto"] | None = "auto",
     ) -> None:
         app = _env_or(app_id, C.ENV_APP_ID)
         cid = _env_or(customer_id, C.ENV_CUSTOMER_ID)
@@ -537,6 +636,8 @@ class AsyncClient:
             )
         if app is None or cid is None or secret is None:  # pragma: no cover - for mypy
             raise ConfigurationError("missing credentials")
+        _check_credentials(app, cid, secret)
+        _check_timeout(timeout)
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
         if fast and (http_client is not None or transport is not None):
@@ -562,6 +663,8 @@ class AsyncClient:
             transport=transport,
             rng=rng,
             fast=fast,
+            rate_limiter=_rate_limiter(rate_limit, transport=transport, urls=urls),
+            hooks=Hooks(),
         )
         app_path = quote(app, safe="")
         self.agents: Final = AgentsAPI(self._http, C.V7_PATH_PREFIX.format(app_id=app_path))
@@ -604,6 +707,40 @@ class AsyncClient:
     def statistics(self) -> ClientStatistics:
         """Requests, retries, errors and latency percentiles so far, per operation."""
         return self._http.statistics()
+
+    @property
+    def hooks(self) -> Hooks:
+        """Subscribe to typed events (``agora_stt_async.hooks``):
+        ``client.hooks.subscribe(callback, *event_types)``."""
+        return self._http.hooks
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The client-side rate limiter (``None`` when off)."""
+        return self._http.rate_limiter
+
+    async def with_raw_response(
+        self, method: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> RawResponse[T]:
+        """Call ``method`` (a method of ``client.agents`` or ``client.legacy``) and
+        return its result with the HTTP exchange it came from::
+
+            raw = await client.with_raw_response(client.agents.leave, agent_id)
+            raw.status_code, raw.request_id, raw.headers, raw.parsed
+
+        Models already carry theirs (``agent.response``); this also covers calls that
+        return nothing (leave, stop). Errors are raised as usual (they carry
+        ``status_code`` and ``request_id``). For listing, each page has ``response``.
+
+        Raises:
+            UsageError: ``method`` sent no request (e.g. ``agents.list``, which is not
+                awaitable: iterate its ``pages()`` instead).
+        """
+        with capture_responses() as found:
+            parsed = await method(*args, **kwargs)
+        if not found:
+            raise UsageError("with_raw_response: the call sent no request")
+        return RawResponse(parsed=parsed, info=found[-1])
 
     async def aclose(self) -> None:
         """Close the connection pool if this client created it."""

@@ -4,9 +4,12 @@ Endpoints in ``_client.py`` describe a call (``Endpoint``: name, method, idempot
 and hand it to ``HttpCore.request``, which returns an ``Exchange`` for a 200 and raises
 a typed error for anything else. httpx exceptions are translated here and nowhere else.
 
-Logging (logger ``agora_stt_async``): one DEBUG line per attempt with method, path
-(token-like query values masked), status, elapsed time and request id; one INFO line per
-retry. Headers and bodies are never logged: they carry the credentials.
+Every step is a typed hook event (``agora_stt_async.hooks``: request sent, response
+received, retry scheduled, rate-limited wait...), built only when a subscriber wants it.
+Logging (logger ``agora_stt_async``) is one subscriber: one DEBUG line per attempt with
+method, path (token-like query values masked), status, elapsed time and request id; one
+INFO line per retry. Headers and bodies are never logged: they carry the credentials.
+The client-side rate limiter (``_ratelimit``) is consulted before every attempt.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Final, final
 
 import anyio
@@ -25,6 +30,7 @@ import httpx
 
 from agora_stt_async._clock import Clock
 from agora_stt_async._errors import (
+    AgoraSTTError,
     APIError,
     ConfigurationError,
     ConnectError,
@@ -37,10 +43,21 @@ from agora_stt_async._errors import (
 )
 from agora_stt_async._hosts import HostPool, counts_as_host_failure
 from agora_stt_async._models.common import ResponseInfo
+from agora_stt_async._ratelimit import EndpointGroup, RateLimiter
 from agora_stt_async._retry import RetryPolicy, RetryState, decide
 from agora_stt_async._secrets import Secret, redact_url
 from agora_stt_async._stats import ClientStatistics, StatsRecorder
-from agora_stt_async._transports import auto_transport
+from agora_stt_async._transports import AutoClient, auto_client
+from agora_stt_async.hooks import (
+    CallCompleted,
+    Hooks,
+    RateAdjusted,
+    RateLimitedWait,
+    RequestSent,
+    ResponseReceived,
+    RetryBudgetExhausted,
+    RetryScheduled,
+)
 
 logger: Final = logging.getLogger("agora_stt_async")
 
@@ -60,6 +77,8 @@ class Endpoint:
     idempotent: bool
     expects_body: bool = True
     """``False`` where no 200 body is documented (leave, stop): any body is ignored."""
+    group: EndpointGroup = "control"
+    """The rate limiter's endpoint group: ``"query"`` for queries and list pages."""
 
 
 @attrs.frozen
@@ -86,6 +105,51 @@ class _RedactingFilter(logging.Filter):
 
 
 _HTTPX_LOG_FILTER: Final = _RedactingFilter()
+_READ: Final = httpx.ByteStream(b"")
+"""What a response's ``stream`` becomes once its body has been read (see ``_attempt``)."""
+
+
+@final
+class _InFlight:
+    """The SDK's bound on requests in flight (``max_in_flight``): a capacity limiter
+    entered without a trip through the event loop while a slot is free.
+
+    ``anyio.CapacityLimiter``'s ``async with`` yields to the loop on every entry, which
+    on asyncio costs about 0.1 ms of CPU per request (a whole loop iteration); the
+    request that follows is a checkpoint anyway. Waiters keep their FIFO order:
+    ``acquire_nowait`` refuses while anyone is queued.
+    """
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, total: int) -> None:
+        self._limiter = anyio.CapacityLimiter(total)
+
+    async def __aenter__(self) -> None:
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release()
+
+
+_CAPTURE: ContextVar[list[ResponseInfo] | None] = ContextVar(
+    "agora_stt_async_capture", default=None
+)
+
+
+@contextmanager
+def capture_responses() -> Iterator[list[ResponseInfo]]:
+    """Collect the ``ResponseInfo`` of every successful call made in this context (the
+    current task and what it awaits): ``client.with_raw_response`` reads it."""
+    found: list[ResponseInfo] = []
+    token = _CAPTURE.set(found)
+    try:
+        yield found
+    finally:
+        _CAPTURE.reset(token)
 
 
 @final
@@ -135,6 +199,8 @@ class HttpCore:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         fast: bool | None = None,
+        rate_limiter: RateLimiter | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         token = base64.b64encode(f"{customer_id}:{customer_secret.reveal()}".encode()).decode()
         self._auth = Secret(f"Basic {token}")
@@ -144,9 +210,12 @@ class HttpCore:
         self._rng = rng or random.Random()
         self._hosts = HostPool(base_urls)
         self._budget = retry.new_budget()
-        self._limiter = anyio.CapacityLimiter(max_in_flight)
+        self._limiter = _InFlight(max_in_flight)
         self.stats = StatsRecorder()
+        self.rate_limiter = rate_limiter
+        self.hooks = hooks if hooks is not None else Hooks()
         self._closed = False
+        self._client: httpx.AsyncClient | AutoClient
         if http_client is not None:
             self._client = http_client
             self._owns_client = False
@@ -154,15 +223,12 @@ class HttpCore:
             limits = httpx.Limits(
                 max_connections=max_in_flight, max_keepalive_connections=max_in_flight
             )
-            self._client = httpx.AsyncClient(
-                transport=(
-                    auto_transport(limits, fast=fast)
-                    if transport is None
-                    else _BorrowedTransport(transport)
-                ),
-                timeout=timeout,
-                limits=limits,
-            )
+            if transport is None:  # aiohttp directly on asyncio, else httpx (_transports)
+                self._client = auto_client(limits, timeout=timeout, fast=fast)
+            else:
+                self._client = httpx.AsyncClient(
+                    transport=_BorrowedTransport(transport), timeout=timeout, limits=limits
+                )
             self._owns_client = True
         self._timeout = timeout
 
@@ -219,41 +285,144 @@ class HttpCore:
         if self._budget is not None:
             self._budget.record_request(self._clock.monotonic())
         self.stats.record_call(endpoint.name)
-        while True:
-            base_url = self._hosts.current(self._clock.monotonic())
-            url = base_url + path
-            try:
-                return await self._attempt(
-                    endpoint, url, params, content, headers, request_id, base_url
-                )
-            except ResponseError:
-                self.stats.record_error(endpoint.name)
-                raise
-            except (APIError, TransportError) as error:
-                decision = decide(
-                    policy,
-                    state,
-                    error,
-                    idempotent=endpoint.idempotent,
-                    now=self._clock.monotonic(),
-                    rng=self._rng,
-                    budget=self._budget,
-                )
-                if not decision.retry:
+        hooks = self.hooks
+        try:
+            while True:
+                if self.rate_limiter is not None:
+                    await self._take_token(self.rate_limiter, endpoint, request_id)
+                base_url = self._hosts.current(self._clock.monotonic())
+                url = base_url + path
+                try:
+                    exchange = await self._attempt(
+                        endpoint, url, params, content, headers, request_id, base_url, state.attempt
+                    )
+                except ResponseError as error:
                     self.stats.record_error(endpoint.name)
+                    self._completed(endpoint, request_id, state, error)
                     raise
-                self.stats.record_retry(endpoint.name)
-                logger.info(
-                    "retrying %s %s in %.2fs (%s) [request id %s]",
-                    endpoint.method,
-                    redact_url(path),
-                    decision.delay,
-                    decision.reason,
-                    request_id,
+                except (APIError, TransportError) as error:
+                    decision = decide(
+                        policy,
+                        state,
+                        error,
+                        idempotent=endpoint.idempotent,
+                        now=self._clock.monotonic(),
+                        rng=self._rng,
+                        budget=self._budget,
+                    )
+                    if not decision.retry:
+                        self.stats.record_error(endpoint.name)
+                        if decision.reason == "retry budget exhausted" and hooks.wants(
+                            RetryBudgetExhausted
+                        ):
+                            hooks.emit(
+                                RetryBudgetExhausted(
+                                    operation=endpoint.name,
+                                    request_id=request_id,
+                                    attempt=state.attempt,
+                                )
+                            )
+                        self._completed(endpoint, request_id, state, error)
+                        raise
+                    self.stats.record_retry(endpoint.name)
+                    if hooks.wants(RetryScheduled):
+                        hooks.emit(
+                            RetryScheduled(
+                                operation=endpoint.name,
+                                method=endpoint.method,
+                                url=redact_url(path),
+                                request_id=request_id,
+                                attempt=state.attempt,
+                                delay_s=decision.delay,
+                                reason=decision.reason,
+                            )
+                        )
+                    state = state.increment(decision, error)
+                    if decision.delay > 0:
+                        await self._clock.sleep(decision.delay)
+                else:
+                    captured = _CAPTURE.get()
+                    if captured is not None:
+                        captured.append(exchange.info)
+                    self._completed(endpoint, request_id, state, None, exchange.info)
+                    return exchange
+        except BaseException as exc:
+            if not isinstance(exc, AgoraSTTError):  # a cancellation: reported, then raised
+                self._completed(endpoint, request_id, state, exc)
+            raise
+
+    def _completed(
+        self,
+        endpoint: Endpoint,
+        request_id: str,
+        state: RetryState,
+        error: BaseException | None,
+        info: ResponseInfo | None = None,
+    ) -> None:
+        if not self.hooks.wants(CallCompleted):
+            return
+        status = info.status_code if info is not None else getattr(error, "status_code", None)
+        self.hooks.emit(
+            CallCompleted(
+                operation=endpoint.name,
+                method=endpoint.method,
+                request_id=request_id,
+                server_request_id=(
+                    info.request_id if info is not None else getattr(error, "request_id", None)
+                ),
+                attempts=state.attempt,
+                status_code=status if isinstance(status, int) else None,
+                agora_code=error.code if isinstance(error, APIError) else None,
+                error=None if error is None else type(error).__name__,
+                duration_s=self._clock.monotonic() - state.started_at,
+            )
+        )
+
+    async def _take_token(self, limiter: RateLimiter, endpoint: Endpoint, request_id: str) -> None:
+        """Wait for the rate limiter's token. A cancelled wait gives the token back; a
+        429 that reschedules everything (``epoch``) sends the waiter to queue again."""
+        clock = self._clock
+        while True:
+            reservation = limiter.reserve(endpoint.group, clock.monotonic())
+            if reservation.wait <= 0:
+                return
+            if self.hooks.wants(RateLimitedWait):
+                self.hooks.emit(
+                    RateLimitedWait(
+                        operation=endpoint.name,
+                        group=endpoint.group,
+                        request_id=request_id,
+                        wait_s=reservation.wait,
+                        rate=limiter.rate,
+                    )
                 )
-                state = state.increment(decision, error)
-                if decision.delay > 0:
-                    await self._clock.sleep(decision.delay)
+            try:
+                await clock.sleep(reservation.wait)
+            except BaseException:
+                limiter.cancel(reservation, clock.monotonic())
+                raise
+            if limiter.still_valid(reservation):
+                return
+            limiter.cancel(reservation, clock.monotonic())
+
+    def _rate_feedback(self, status: int, retry_after: float | None) -> None:
+        limiter = self.rate_limiter
+        if limiter is None:
+            return
+        now = self._clock.monotonic()
+        if status == 429:
+            change = limiter.record_throttled(now, retry_after)
+        else:
+            change = limiter.record_accepted(now)
+        if change is not None and self.hooks.wants(RateAdjusted):
+            self.hooks.emit(
+                RateAdjusted(
+                    old_rate=change.old_rate,
+                    new_rate=change.new_rate,
+                    reason=change.reason,
+                    ceiling=change.ceiling,
+                )
+            )
 
     async def _attempt(
         self,
@@ -264,7 +433,20 @@ class HttpCore:
         headers: dict[str, str],
         request_id: str,
         base_url: str,
+        attempt: int,
     ) -> Exchange:
+        hooks = self.hooks
+        if hooks.wants(RequestSent):
+            hooks.emit(
+                RequestSent(
+                    operation=endpoint.name,
+                    method=endpoint.method,
+                    url=redact_url(url),
+                    host=base_url,
+                    request_id=request_id,
+                    attempt=attempt,
+                )
+            )
         started = self._clock.monotonic()
         async with self._limiter:
             try:
@@ -275,28 +457,37 @@ class HttpCore:
                 error = _translate(exc, endpoint.method, url)
                 if counts_as_host_failure(error):
                     self._hosts.report_failure(base_url, self._clock.monotonic())
-                self.stats.record_attempt(endpoint.name, None, self._clock.monotonic() - started)
-                logger.debug(
-                    "%s %s -> %s [request id %s]",
-                    endpoint.method,
-                    redact_url(url),
-                    type(error).__name__,
-                    request_id,
-                )
+                elapsed = self._clock.monotonic() - started
+                self.stats.record_attempt(endpoint.name, None, elapsed)
+                if hooks.wants(ResponseReceived):
+                    hooks.emit(
+                        ResponseReceived(
+                            operation=endpoint.name,
+                            method=endpoint.method,
+                            url=redact_url(url),
+                            host=base_url,
+                            request_id=request_id,
+                            attempt=attempt,
+                            status_code=None,
+                            agora_code=None,
+                            elapsed_s=elapsed,
+                            error=type(error).__name__,
+                        )
+                    )
                 raise error from None
         elapsed = self._clock.monotonic() - started
         status = response.status_code
         answered_id = response.headers.get(REQUEST_ID_HEADER) or request_id
         self.stats.record_attempt(endpoint.name, status, elapsed)
-        logger.debug(
-            "%s %s -> %d in %.1fms [request id %s]",
-            endpoint.method,
-            redact_url(str(response.request.url)),
-            status,
-            elapsed * 1000,
-            answered_id,
-        )
         raw = response.content
+        # Read in full and closed: drop the body stream, which points back at the
+        # response (httpx's BoundAsyncStream), so the response, its request and the
+        # pool's bookkeeping are freed at once by reference counting rather than
+        # left for the cyclic GC (whose oldest generation runs rarely: the memory of
+        # a long listing would otherwise climb with the number of pages).
+        if isinstance(response, httpx.Response):
+            response.stream = _READ
+        failure: APIError | None = None
         if status != 200:
             failure = error_from_response(
                 status,
@@ -306,6 +497,24 @@ class HttpCore:
                 method=endpoint.method,
                 url=url,
             )
+        if self.rate_limiter is not None:
+            self._rate_feedback(status, None if failure is None else failure.retry_after)
+        if hooks.wants(ResponseReceived):  # the URL's str() and redaction cost ~20 us
+            hooks.emit(
+                ResponseReceived(
+                    operation=endpoint.name,
+                    method=endpoint.method,
+                    url=redact_url(str(response.request.url)),
+                    host=base_url,
+                    request_id=answered_id,
+                    attempt=attempt,
+                    status_code=status,
+                    agora_code=None if failure is None else failure.code,
+                    elapsed_s=elapsed,
+                    error=None if failure is None else type(failure).__name__,
+                )
+            )
+        if failure is not None:
             if counts_as_host_failure(failure):
                 self._hosts.report_failure(base_url, self._clock.monotonic())
             raise failure

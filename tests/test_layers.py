@@ -44,10 +44,12 @@ LAYERS: list[tuple[str, int]] = [
     ("agora_stt_async._models", 1),
     ("agora_stt_async._models.*", 1),
     ("agora_stt_async._stats", 1),
+    ("agora_stt_async.hooks", 1),  # event values and their dispatch (stdlib + attrs)
     ("agora_stt_async._converter", 2),
     ("agora_stt_async.state", 2),
     ("agora_stt_async._retry", 2),
     ("agora_stt_async._hosts", 2),
+    ("agora_stt_async._ratelimit", 2),
     ("agora_stt_async._http", 3),
     ("agora_stt_async._transports", 3),
     ("agora_stt_async._transports.*", 3),
@@ -59,12 +61,14 @@ LAYERS: list[tuple[str, int]] = [
     ("agora_stt_async._session*", 5),
     ("agora_stt_async._actions", 5),
     ("agora_stt_async._handle", 5),
+    ("agora_stt_async._leases", 5),
     # Event types and verification are values the session consumes (session.feed);
     # only the ASGI glue, which drives a session, sits above it.
     ("agora_stt_async.notifications", 5),
     ("agora_stt_async._notifications_parse", 5),
     ("agora_stt_async._notifications*", 6),
     ("agora_stt_async.testing", 6),
+    ("agora_stt_async.otel", 6),  # the otel extra: a hooks subscriber
     ("agora_stt_async", 6),  # the facade re-exports up to the session (L5)
     ("agora_stt_async._cli", 7),
     ("agora_stt_async._cli.*", 7),
@@ -92,6 +96,7 @@ THIRD_PARTY_EXTRA: list[tuple[str, frozenset[str]]] = [
         frozenset({"aiohttp", "yarl", "multidict", "httpcore", "sniffio"}),
     ),
     ("agora_stt_async.testing", frozenset({"pytest"})),
+    ("agora_stt_async.otel", frozenset({"opentelemetry"})),
     (
         "agora_stt_async.emulator*",
         frozenset({"starlette", "uvicorn", "httpx", "anyio", "typing_extensions"}),

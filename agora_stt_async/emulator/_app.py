@@ -18,12 +18,15 @@ import binascii
 import dataclasses
 import hmac
 import json
+import math
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
@@ -31,6 +34,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from agora_stt_async import _constants as C
 from agora_stt_async._enums import AgentStatus
+from agora_stt_async.emulator._callbacks import CallbackSender
 from agora_stt_async.emulator._config import (
     EmulatorClock,
     EmulatorConfig,
@@ -83,6 +87,8 @@ class EmulatorApp:
         clock: the clock every time-driven change reads.
         requests: requests per route name (control routes not counted).
         responses: responses per HTTP status (dropped ones included).
+        callbacks: the NCS callback sender (``config.callback_url``); its
+            ``transport`` may be set to send in process.
     """
 
     def __init__(
@@ -91,11 +97,14 @@ class EmulatorApp:
         clock: SupportsNow,
         seed: int | str = 0,
         faults: FaultConfig | None = None,
+        callback_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.seed = seed
         self.world = World(config, clock, seed)
+        self.callbacks = CallbackSender(config, clock, seed, self.world.advance, callback_transport)
+        self.world.on_event = self.callbacks.on_event
         self.faults = FaultPlan(faults, seed)
         self.validator = Validator(
             check_languages=config.check_languages,
@@ -109,15 +118,18 @@ class EmulatorApp:
         }
         self.requests: Counter[str] = Counter()
         self.responses: Counter[int] = Counter()
+        self._accepted: dict[str, deque[float]] = {}  # qps_limit: per App ID
         self._rid_rng = random.Random(f"{seed}/request-ids")
         self._router = Router(self._routes(), redirect_slashes=False, default=self._no_route)
 
     def reset(self) -> None:
         """Back to a fresh emulator (same seed, same clock, no faults)."""
         self.world.reset()
+        self.callbacks.reset()
         self.faults = FaultPlan(None, self.seed)
         self.requests.clear()
         self.responses.clear()
+        self._accepted.clear()
         self._rid_rng = random.Random(f"{self.seed}/request-ids")
 
     def transport(
@@ -132,11 +144,28 @@ class EmulatorApp:
 
         return EmulatorTransport(self, root_path=root_path, client=client)
 
+    # -- NCS callbacks ----------------------------------------------------------------------
+
+    async def deliver_callbacks(self) -> int:
+        """Apply due changes and send every pending NCS callback now (held ones too);
+        return how many were sent. The deterministic way for tests."""
+        return await self.callbacks.deliver()
+
+    async def run_callbacks(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Send NCS callbacks as they happen, until cancelled.
+
+        Start it in a task group (``await tg.start(app.run_callbacks)``); served by
+        uvicorn with its lifespan on, the app runs it itself.
+        """
+        await self.callbacks.run(task_status=task_status)
+
     # -- ASGI -----------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
             return  # no websockets here; the server closes the connection
@@ -200,6 +229,12 @@ class EmulatorApp:
     ) -> None:
         """Serve one request of a documented route: faults, auth, the handler, errors."""
         self.requests[route] += 1
+        if self.config.qps_limit > 0:
+            wait = self._over_qps(str(scope.get("path_params", {}).get("app_id", "")))
+            if wait is not None:
+                headers = {"Retry-After": str(wait)}
+                await json_response(RATE_LIMITED, 429, headers)(scope, receive, send)
+                return
         fault = self.faults.draw(route)
         delay = self.faults.config.base_latency
         if fault == "latency":
@@ -227,6 +262,33 @@ class EmulatorApp:
             )
             raise ConnectionDropped(f"{route}: response dropped after processing")
         await response(scope, receive, send)
+
+    def _over_qps(self, app_id: str) -> int | None:
+        """``None`` if a request of ``app_id`` is within ``qps_limit`` (it is counted),
+        else the whole seconds to wait (``Retry-After``) until the window has room."""
+        now = self.clock.now()
+        accepted = self._accepted.setdefault(app_id, deque())
+        while accepted and accepted[0] <= now - 1.0:
+            accepted.popleft()
+        if len(accepted) >= self.config.qps_limit:
+            return max(1, math.ceil(accepted[0] + 1.0 - now))
+        accepted.append(now)
+        return None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        # The server's lifespan is the one long-lived task an ASGI app gets: the NCS
+        # sender runs in it, when callbacks are configured.
+        async with anyio.create_task_group() as tg:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    if self.callbacks.enabled:
+                        await tg.start(self.run_callbacks)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    tg.cancel_scope.cancel()
+                    break
+        await send({"type": "lifespan.shutdown.complete"})
 
     def _fault_response(self, fault: FaultKind, generation: Generation) -> Response:
         if fault == "429":
@@ -402,16 +464,6 @@ async def _read_json(request: Request) -> object:
         raise InvalidBody("the request body is not valid JSON") from exc
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 def create_app(
     config: EmulatorConfig | None = None,
     *,
@@ -421,6 +473,7 @@ def create_app(
     app_ids: Iterable[str] | None = None,
     credentials: Mapping[str, str] | None = None,
     control_api: bool | None = None,
+    callback_transport: httpx.AsyncBaseTransport | None = None,
 ) -> EmulatorApp:
     """Build an emulator: an ASGI app behaving like Agora's STT service (v7 and legacy).
 
@@ -434,6 +487,8 @@ def create_app(
         credentials: Customer ID → Secret pairs (default: ``emulator`` / ``emulator-secret``,
             plus ``AGORA_CUSTOMER_ID`` / ``AGORA_CUSTOMER_SECRET``).
         control_api: serve ``/_emulator/`` (default ``True``).
+        callback_transport: the httpx transport NCS callbacks are sent through (default:
+            the network); e.g. ``httpx.ASGITransport(receiver)`` for an in-process one.
 
     Returns:
         An ``EmulatorApp``; serve it with ``app.transport()`` or ``serve(app)``.
@@ -445,4 +500,6 @@ def create_app(
         config = dataclasses.replace(config, credentials=dict(credentials))
     if control_api is not None:
         config = dataclasses.replace(config, control_api=control_api)
-    return EmulatorApp(config, clock if clock is not None else EmulatorClock(), seed, faults)
+    return EmulatorApp(
+        config, clock if clock is not None else EmulatorClock(), seed, faults, callback_transport
+    )

@@ -121,6 +121,11 @@ class EmulatorConfig:
     """Hosts in a channel nobody has set; 0 makes every channel start idle."""
 
     # -- faults and the control API --
+    # SPEC-SILENT (spec §12 [INFERRED]): STT publishes no QPS number; Cloud Recording's is
+    # 10 per App ID. Off by default, and clearly not a documented STT behaviour.
+    qps_limit: float = 0.0
+    """Requests per second per App ID above which the emulator answers 429 with
+    ``Retry-After`` (a sliding one-second window of accepted requests); 0 = no limit."""
     code20_status: int = 504
     """HTTP status of an injected code-20 timeout (the spec pairs none with code 20)."""
     control_api: bool = True
@@ -128,8 +133,29 @@ class EmulatorConfig:
     events_kept: int = 1000
     """How many recent lifecycle events ``/_emulator/events`` keeps."""
 
+    # -- NCS callbacks (spec §8, §12.12; see _callbacks) --
+    callback_url: str | None = None
+    """Where to POST signed callbacks (101 joined, 102 left); ``None`` sends none."""
+    callback_secret: str = "emulator-ncs-secret"
+    """The NCS secret the callbacks are signed with."""
+    callback_loss: float = 0.0
+    """Probability (0..1) that a notification is never sent (NCS may lose them)."""
+    callback_duplicate: float = 0.0
+    """Probability (0..1) that a notification is sent twice, with the same noticeId."""
+    callback_reorder: float = 0.0
+    """Probability (0..1) that a notification is held back and sent after the next one."""
+    callback_retries: int = 3
+    """Resends after a non-200 answer, an error or a timeout (spec §8.1: up to 3)."""
+    callback_timeout: float = 10.0
+    """Seconds to wait for the receiver's answer (spec §8.1: 10 s)."""
+    # SPEC-SILENT: the delay between NCS resends is undocumented.
+    callback_retry_delay: float = 0.5
+    """Seconds between a failed attempt and its resend."""
+    callback_poll_interval: float = 0.05
+    """How often the running sender applies time-driven changes (seconds)."""
+
     extra: Mapping[str, object] = field(default_factory=dict)
-    """Free-form settings for later extensions (NCS callbacks); ignored for now."""
+    """Free-form settings for later extensions; ignored."""
 
 
 def resolve_app_ids(

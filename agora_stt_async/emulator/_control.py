@@ -20,6 +20,8 @@ gateway's 404, like any unknown path). Errors are ``{"error": "..."}`` with 400 
                                "message": ...}`` forces a status (the fault the API can't ask)
 ``GET  /_emulator/tasks/ID``   one legacy task in full
 ``GET  /_emulator/events``     recent lifecycle events (``?limit=N``), the NCS seam
+``GET  /_emulator/callbacks``  NCS callbacks: enabled, url, pending and counters
+``POST /_emulator/callbacks``  send the pending callbacks now; answers as GET plus ``sent``
 ``POST /_emulator/reset``      forget everything; faults and counters too (not the clock)
 =============================  ==============================================================
 """
@@ -68,6 +70,8 @@ def control_routes(app: EmulatorApp) -> list[BaseRoute]:
         ("/agents/{agent_id}", "POST", api.set_agent),
         ("/tasks/{task_id}", "GET", api.get_task),
         ("/events", "GET", api.events),
+        ("/callbacks", "GET", api.get_callbacks),
+        ("/callbacks", "POST", api.deliver_callbacks),
         ("/reset", "POST", api.reset),
     ]
     by_path: dict[str, dict[str, Callable[[Request], Awaitable[object]]]] = {}
@@ -211,6 +215,13 @@ class _Control:
         self._app.world.advance()
         recent = list(self._app.world.events)[-limit:] if limit else []
         return {"events": [dataclasses.asdict(event) for event in recent]}
+
+    async def get_callbacks(self, request: Request) -> object:
+        return self._app.callbacks.describe()
+
+    async def deliver_callbacks(self, request: Request) -> object:
+        sent = await self._app.deliver_callbacks()
+        return {**self._app.callbacks.describe(), "sent": sent}
 
     async def reset(self, request: Request) -> object:
         self._app.reset()

@@ -171,7 +171,8 @@ def _server(app: EmulatorApp, log_level: str) -> uvicorn.Server:
         log_config=None,
         log_level=log_level,
         access_log=False,
-        lifespan="off",
+        # The lifespan runs the NCS callback sender (``_callbacks``) when one is set up.
+        lifespan="on" if app.callbacks.enabled else "off",
         ws="none",
         timeout_graceful_shutdown=2,
     )
@@ -239,11 +240,12 @@ def run(
     import uvicorn
 
     logging.getLogger("uvicorn.error").addFilter(_DROP_FILTER)
+    app = app if app is not None else create_app()
     uvicorn.run(
-        app if app is not None else create_app(),
+        app,
         host=host,
         port=port,
         log_level=log_level,
-        lifespan="off",
+        lifespan="on" if app.callbacks.enabled else "off",
         ws="none",
     )

@@ -20,8 +20,9 @@ Channels: there is no RTC here, only a host count per channel name (default
 ``default_hosts``). When a channel empties, the idle timer of each active job in it runs
 from ``max(emptied_at, created_at)``; a host coming back cancels it.
 
-Seam for NCS callbacks (a later issue): every joined/left transition becomes a
-``WorldEvent`` appended to ``events`` and passed to ``on_event`` if set.
+Seam for NCS callbacks: every joined/left transition becomes a ``WorldEvent`` appended
+to ``events`` and passed to ``on_event`` if set (``_callbacks`` turns them into signed
+notifications; it calls ``advance()`` itself, so a 101 need not wait for a request).
 """
 
 from __future__ import annotations
