@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
 import anyio
 
@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 
 ServerStatus = AgentStatus | LegacyTaskStatus
 StartConfig = JoinRequest | LegacyStartRequest
+
+
+def stop_refused(record: sm.TaskRecord) -> bool:
+    """The last stop of this live task was refused outright: it runs again (ACTIVE) and
+    no stop is pending. Whoever still wants it stopped must send a new stop."""
+    return record.phase is sm.Phase.ACTIVE and not record.stop_requested
 
 
 @final
@@ -119,9 +125,7 @@ class TaskHandle:
                         f"task {record.key!r} ended in phase {record.phase} "
                         f"(status {record.server_status}) before reaching {status}{detail}"
                     )
-                changed = self._entry.changed
-                self._session._kick_refresh()
-                await changed.wait()
+                await _next_change(self._entry, self._session)
 
     def watch(self) -> AsyncIterator[ServerStatus]:
         """Every new server status of the task; the last one is final (STOPPED or FAILED,
@@ -169,9 +173,13 @@ class TaskHandle:
         if wait:
             with anyio.fail_after(timeout):
                 while not self._entry.record.phase.is_terminal:
-                    changed = self._entry.changed
-                    self._session._kick_refresh()
-                    await changed.wait()
+                    if stop_refused(self._entry.record):
+                        # A repeat of the stop (after an unclear answer) was refused in
+                        # the background: the task runs again. Send a new stop; another
+                        # refusal raises SessionError now instead of waiting out timeout.
+                        await self._session._run_in_group(self._session._stop(self._entry))
+                        continue
+                    await _next_change(self._entry, self._session)
 
     def __repr__(self) -> str:
         r = self._entry.record
@@ -205,10 +213,31 @@ class _StatusWatcher:
             if status is not None and status != self._last:
                 self._last = status
                 return status
-            changed = self._entry.changed
-            self._session._kick_refresh()
-            await changed.wait()
+            await _next_change(self._entry, self._session, waiting=False)
         raise StopAsyncIteration
+
+
+# SPEC-SILENT: how often to look while a caller waits on a task. While anyone is blocked
+# in wait_for() or stop(wait=True) (and no webhooks flow), the session's one sweep runs at
+# least this often instead of at the idle ``refresh_interval`` (5 s by default), so the
+# wait ends about a second after the change; the sweep is shared, so 500 waiters cost one
+# sweep, not 500. watch() is long-lived and follows the idle pace.
+WAIT_POLL_S: Final = 1.0
+
+
+async def _next_change(entry: _Entry, session: Session, *, waiting: bool = True) -> None:
+    """Ask for a sweep, then wait until ``entry`` changes; ``waiting`` asks for the
+    faster pace while blocked."""
+    changed = entry.changed
+    session._kick_refresh()
+    if not waiting:
+        await changed.wait()
+        return
+    session._waiters += 1
+    try:
+        await changed.wait()
+    finally:
+        session._waiters -= 1
 
 
 def _final_status(record: sm.TaskRecord) -> ServerStatus:

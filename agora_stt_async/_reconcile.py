@@ -64,6 +64,9 @@ async def reconcile_v7(session: Session, entry: _Entry, action: sm.Reconcile) ->
             return sm.ReconcileFailed(message=str(error))
         if not candidates:
             return sm.ReconcileFoundNothing()
+        # One list per state: an agent that moved from STARTING to RUNNING between two
+        # lists is in both. Count it once (the soak logged "2 unknown agents" for one).
+        candidates = list({agent.agent_id: agent for agent in candidates}.values())
         candidates.sort(key=lambda agent: (agent.create_ts or 0, agent.agent_id))
         chosen = candidates[0]
         if len(candidates) > 1:

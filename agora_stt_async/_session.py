@@ -46,15 +46,23 @@ from agora_stt_async._errors import (
     UsageError,
     ValidationError,
 )
-from agora_stt_async._handle import ServerStatus, StartConfig, TaskHandle, _Entry
+from agora_stt_async._handle import WAIT_POLL_S, StartConfig, TaskHandle, _Entry, stop_refused
+from agora_stt_async._leases import (
+    LeaseKeeper,
+    check_event_loop,
+    reload_after_conflict,
+    stop_unowned,
+)
 from agora_stt_async._models import (
     JoinRequest,
     LegacyStartRequest,
     UpdateRequest,
 )
+from agora_stt_async._ratelimit import plan_refresh, rotate
 from agora_stt_async._reconcile import reconcile_v7, refresh_v7
+from agora_stt_async.hooks import ReconcileOutcome, TaskStateChanged
 from agora_stt_async.notifications import AgentJoined, AgentLeft, Event
-from agora_stt_async.stores import MemoryStore, TaskStore
+from agora_stt_async.stores import LeasingStore, MemoryStore, StoreConflictError, TaskStore
 
 logger: Final = logging.getLogger("agora_stt_async.session")
 
@@ -70,6 +78,10 @@ QUERY_INSTEAD_OF_LIST_BELOW: Final = 4
 DEFAULT_EVENT_SWEEP_INTERVAL_S: Final = 60.0
 """With webhooks flowing, the reconciliation sweep runs this often (seconds)."""
 UNMATCHED_EVENTS_KEPT: Final = 1000
+MAX_STOP_PAUSE_S: Final = 10.0
+"""Longest pause between two stops of one task while leaving (refused stops repeat)."""
+MAX_STORE_CONFLICTS: Final = 8
+"""Times one drive reloads its record after another session changed it (issue 10)."""
 
 
 @attrs.frozen
@@ -105,10 +117,14 @@ class Session:
         stop_timeout: seconds the exit may spend stopping tasks.
         refresh_interval: seconds between background status sweeps when nobody waits.
         list_page_size: the ``limit`` of the list requests sweeps and reconciles send.
-        event_sweep_interval: with webhooks flowing (``feed``), seconds between the
-            slow reconciliation sweeps that catch what events missed.
+        event_sweep_interval: once webhooks flow (a first 101/102 was ``feed``-ed),
+            seconds between the slow reconciliation sweeps that catch what events
+            missed; waiting callers then no longer trigger sweeps of their own.
         policy: the state machine's numbers (token window margin, retry interval).
         clock: time source; defaults to the client's clock semantics (real time).
+        adopt_interval: with a store that has leases (``RedisStore``), seconds between
+            automatic ``adopt_orphans()`` calls; ``None`` (the default) adopts only when
+            asked. See ``_leases.py`` for who drives which task.
     """
 
     def __init__(
@@ -124,6 +140,7 @@ class Session:
         event_sweep_interval: float = DEFAULT_EVENT_SWEEP_INTERVAL_S,
         policy: sm.MachinePolicy | None = None,
         clock: Clock | None = None,
+        adopt_interval: float | None = None,
     ) -> None:
         if not isinstance(client, AsyncClient):
             raise ConfigurationError("Session needs an AsyncClient")
@@ -137,6 +154,7 @@ class Session:
         self._stop_on_exit = stop_on_exit
         self._stop_timeout = stop_timeout
         self._refresh_interval = refresh_interval
+        self._waiters = 0  # callers blocked in wait_for() or stop(wait=True)
         self.list_page_size: Final = list_page_size
         self._policy = policy or sm.DEFAULT_POLICY
         self._clock = clock or SystemClock()
@@ -148,19 +166,34 @@ class Session:
         self._kick = anyio.Event()
         self._sweeps = 0
         self._reports = 0
+        self._query_rotation = 0  # refresh planning: where the next sweep's queries start
+        self._planned_interval = 0.0
         self._closing = False
+        if not event_sweep_interval > 0:  # also refuses NaN
+            raise ConfigurationError("event_sweep_interval must be > 0")
         self._event_sweep_interval = event_sweep_interval
         self._events_seen_at: float | None = None
         self.unmatched_events: deque[Event] = deque(maxlen=UNMATCHED_EVENTS_KEPT)
+        # --- leases (issue 10): with a shared store, one session drives each task ---
+        self._leases: LeaseKeeper | None = None
+        if isinstance(self._store, LeasingStore):
+            self._leases = LeaseKeeper(
+                self, self._store, clock=self._clock, adopt_interval=adopt_interval
+            )
+        elif adopt_interval is not None:
+            raise ConfigurationError("adopt_interval needs a store with leases (RedisStore)")
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Session:
         if self._stack is not None:
             raise UsageError("a Session can be entered once")
+        check_event_loop(self._store)  # a RedisStore on trio: say so now
         self._stack = AsyncExitStack()
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._tg.start_soon(self._refresh_loop)
+        if self._leases is not None:
+            self._tg.start_soon(self._leases.run)
         return self
 
     async def __aexit__(
@@ -172,12 +205,17 @@ class Session:
         if self._stack is None or self._tg is None:
             raise UsageError("the Session was not entered")
         incomplete: StopIncompleteError | None = None
+        if self._leases is not None:
+            self._leases.stop_adopting()
         try:
             if self._stop_on_exit:
                 # Shielded: a cancelled caller must not leave paid tasks running.
                 with anyio.CancelScope(shield=True):
                     incomplete = await self._stop_everything()
         finally:
+            if self._leases is not None:  # what still runs is adopted by other sessions
+                with anyio.CancelScope(shield=True):
+                    await self._leases.release_all()
             self._closing = True
             self._tg.cancel_scope.cancel()
             await self._stack.__aexit__(exc_type, exc, tb)
@@ -200,14 +238,33 @@ class Session:
         return None
 
     async def _stop_quietly(self, entry: _Entry) -> None:
-        try:
-            await self._stop(entry)
-            while not entry.record.phase.is_terminal:
-                changed = entry.changed
-                self._kick_refresh()
-                await changed.wait()
-        except AgoraSTTError as error:
-            logger.warning("could not stop task %r: %s", entry.record.key, error)
+        # A stop refused after the client's retries (a 429 or 5xx streak, an empty
+        # retry budget) leaves the task ACTIVE: send it again, pausing longer each time,
+        # until the exit's stop_timeout ends (issue 7: giving up at once left paid tasks
+        # running while time remained to stop them).
+        # A stop repeated in the background (after an unclear answer) can be refused the
+        # same way, and the record falls back to ACTIVE: send it again too.
+        pause = self._policy.retry_interval_s
+        while True:
+            try:
+                await self._stop(entry)
+                while not stop_refused(entry.record):
+                    if entry.record.phase.is_terminal:
+                        return
+                    if self._entries.get(entry.record.key) is not entry:
+                        return  # its lease was lost: another session drives it now
+                    changed = entry.changed
+                    self._kick_refresh()
+                    await changed.wait()
+            except AgoraSTTError as error:
+                if not stop_refused(entry.record):
+                    logger.warning("could not stop task %r: %s", entry.record.key, error)
+                    return
+                logger.info(
+                    "stop of task %r refused (%s); again in %.1fs", entry.record.key, error, pause
+                )
+            await self._clock.sleep(pause)
+            pause = min(pause * 2, MAX_STOP_PAUSE_S)
 
     # --- public operations --------------------------------------------------------------
 
@@ -246,17 +303,25 @@ class Session:
         else:
             record = sm.new_record(key, generation, channel=config.rtc_config.channel_name, now=now)
         record = attrs.evolve(record, request=unstructure_request(config))
-        if not await self._store.create(record):
-            stored = await self._store.get(key)
-            if stored is not None and not stored.phase.is_terminal:
-                raise SessionError(
-                    f"task {key!r} is live in the store but not driven by this session; "
-                    "call recover() to adopt it"
+        if self._leases is not None:  # the lease first: a live record always has a driver
+            await self._leases.acquire_for_start(key)
+        try:
+            if not await self._store.create(record):
+                stored = await self._store.get(key)
+                if stored is not None and not stored.phase.is_terminal:
+                    raise SessionError(
+                        f"task {key!r} is live in the store but not driven by this session; "
+                        "call recover() to adopt it"
+                    )
+                await self._store.put(
+                    record, expected_version=None if stored is None else stored.version
                 )
-            await self._store.put(
-                record, expected_version=None if stored is None else stored.version
-            )
-            record = attrs.evolve(record, version=0)
+                record = attrs.evolve(record, version=0)
+        except BaseException:
+            if self._leases is not None and key not in self._entries:
+                with anyio.CancelScope(shield=True):
+                    await self._leases.release(key)
+            raise
         entry = _Entry(record, config)
         self._entries[key] = entry
         await self._run_in_group(self._start(entry))
@@ -273,30 +338,46 @@ class Session:
         return [TaskHandle(self, entry) for entry in self._entries.values()]
 
     async def stop(self, key: str) -> None:
-        await self.handle(key).stop()
+        """Stop the task ``key`` (idempotent).
+
+        A key this session does not drive is stopped from its stored record: any session
+        can stop any task of a shared store (see ``_leases.py``).
+
+        Raises:
+            UsageError: neither this session nor its store knows ``key``.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            self._require_open()
+            await stop_unowned(self, key)
+            return
+        await TaskHandle(self, entry).stop()
 
     async def feed(self, event: Event) -> bool:
         """Apply a webhook event (``agora_stt_async.notifications``) to its task.
 
-        Events are hints: an out-of-order or duplicate event never moves a task
-        backwards (the state machine ignores observations older than the one it has),
-        and the background sweep still catches anything the events missed. While events
-        keep arriving, waiting callers no longer trigger sweeps: the session falls back
-        to one reconciliation sweep every ``event_sweep_interval`` seconds.
+        Events are hints: one is applied only if it moves the task forward from the
+        status last observed (STARTING → RUNNING, anything live → STOPPED/FAILED), so an
+        out-of-order or duplicate event never moves a task backwards, and the background
+        sweep still catches anything the events missed. From the first 101/102 on,
+        waiting callers no longer trigger sweeps: the session falls back to one
+        reconciliation sweep every ``event_sweep_interval`` seconds.
 
         Returns ``True`` if the event matched a task of this session; events for
         unknown agents are kept (bounded) in ``unmatched_events``.
         """
-        observation = _observation(event, self._clock.now())
+        observation = _observation(event)
         if observation is None:
             return False
-        server_id, status, at = observation
+        server_id, status = observation
+        if self._events_seen_at is None:
+            self._kick.set()  # the first event: the refresh loop moves to the slow sweep
         self._events_seen_at = self._clock.monotonic()
         entry = self._by_server_id.get(server_id)
         if entry is None:
             self.unmatched_events.append(event)
             return False
-        await self._feed(entry, sm.StatusObserved(status=status, observed_at=at))
+        await self._feed_hint(entry, status)
         return True
 
     def statistics(self) -> SessionStatistics:
@@ -311,26 +392,49 @@ class Session:
         """Adopt what the store holds after a restart: reconcile each record with the
         server, resume watching the live ones, and mark the ended ones.
 
-        Records this session already drives are skipped.
+        Records this session already drives are skipped. With a store that has leases
+        (``RedisStore``), this is ``adopt_orphans()``: tasks other sessions drive are
+        theirs.
         """
         self._require_open()
-        records = await self._store.all()
+        if self._leases is not None:
+            return await self.adopt_orphans()
+        return await self._adopt_records(await self._store.all())
+
+    async def adopt_orphans(self) -> RecoveryReport:
+        """With a store that has leases: take over the live tasks no session drives (their
+        worker died or left), reconcile them with the server and drive them from now on;
+        they are stopped on exit like the session's own. Without leases: ``recover()``.
+        """
+        self._require_open()
+        if self._leases is None:
+            return await self.recover()
+        return await self._adopt_records(await self._leases.store.unleased())
+
+    async def _adopt_records(self, records: list[sm.TaskRecord]) -> RecoveryReport:
         loaded = [r for r in records if r.key not in self._entries]
+        if self._leases is not None:  # only the records whose lease this session wins
+            claimed = await self._leases.claim(loaded)
+            loaded = [r for r in claimed if r.key not in self._entries]
+        adopted: list[_Entry] = []
         async with anyio.create_task_group() as tg:
             for record in loaded:
                 config = _config_from(record)
                 entry = _Entry(record, config)
                 self._entries[record.key] = entry
+                adopted.append(entry)
                 if record.server_id:
                     self._by_server_id[record.server_id] = entry
                 if not record.phase.is_terminal:
                     tg.start_soon(self._drive_quietly, entry, sm.Recovered())
-        live = tuple(r.key for r in loaded if not self._entries[r.key].record.phase.is_terminal)
-        ended = tuple(r.key for r in loaded if self._entries[r.key].record.phase.is_terminal)
+        # An entry may be gone again (its lease was lost meanwhile): not live here.
+        kept = [e for e in adopted if self._entries.get(e.record.key) is e]
+        live = tuple(e.record.key for e in kept if not e.record.phase.is_terminal)
+        ended = tuple(e.record.key for e in adopted if e.record.phase.is_terminal)
         unresolved = tuple(
-            key
-            for key in live
-            if self._entries[key].record.phase in (sm.Phase.RECONCILING, sm.Phase.STARTING)
+            e.record.key
+            for e in kept
+            if e.record.phase in (sm.Phase.RECONCILING, sm.Phase.STARTING)
         )
         return RecoveryReport(loaded=len(loaded), live=live, ended=ended, unresolved=unresolved)
 
@@ -381,6 +485,12 @@ class Session:
             if entry.record.phase.is_terminal:
                 return
             await self._drive(entry, sm.StopRequested())
+            if entry.record.phase is sm.Phase.ACTIVE:
+                # The stop was refused outright (e.g. 429 after the retries): the task
+                # still runs. Say so; calling stop() again sends a new stop.
+                raise SessionError(
+                    f"task {entry.record.key!r} was not stopped: {entry.record.last_error}"
+                )
 
     async def _update(self, entry: _Entry, body: UpdateRequest) -> None:
         async with self._limiter, entry.lock:
@@ -404,11 +514,24 @@ class Session:
         """Feed ``event`` and execute the actions, feeding their answers back, until the
         machine asks for nothing more. The caller holds ``entry.lock``."""
         pending: list[sm.AnyEvent] = [event]
+        conflicts = 0
         while pending:
             current = pending.pop(0)
             result = sm.step(entry.record, current, now=self._clock.now(), policy=self._policy)
             for action in result.actions:
-                answer = await self._execute(entry, action)
+                try:
+                    answer = await self._execute(entry, action)
+                except StoreConflictError:
+                    # Another session changed the record (a stop sent from another
+                    # worker): reload it, and apply the event again to the fresh record.
+                    # Persist is always a step's first action: nothing else was done yet.
+                    conflicts += 1
+                    if conflicts > MAX_STORE_CONFLICTS or not await reload_after_conflict(
+                        self, entry
+                    ):
+                        raise
+                    pending.insert(0, current)
+                    break
                 if answer is not None:
                     pending.append(answer)
 
@@ -417,8 +540,12 @@ class Session:
             case sm.Persist():
                 await self._store.put(action.record, expected_version=action.expected_version)
                 if action.record.server_id:
-                    self._by_server_id[action.record.server_id] = entry
+                    self._claim(action.record.server_id, entry)
+                previous = entry.record
                 entry.set_record(action.record)
+                self._emit_state_change(previous, action.record)
+                if self._leases is not None:
+                    await self._leases.on_persisted(action.record)
                 return None
             case sm.AcquireToken():
                 return await actions.acquire(self.client, self._clock, entry, action)
@@ -427,7 +554,9 @@ class Session:
             case sm.SendStart():
                 return await actions.legacy_start(self.client, self._clock, entry, action)
             case sm.Reconcile():
-                return await reconcile_v7(self, entry, action)
+                outcome = await reconcile_v7(self, entry, action)
+                self._emit_reconcile(entry, action, outcome)
+                return outcome
             case sm.SendQuery():
                 return await actions.query(self.client, self._clock, entry, action)
             case sm.SendUpdate():
@@ -465,18 +594,70 @@ class Session:
     # --- background refresh -------------------------------------------------------------
 
     def _events_flowing(self) -> bool:
-        seen = self._events_seen_at
-        return seen is not None and self._clock.monotonic() - seen < self._event_sweep_interval
+        # Once a first status event came, webhooks are set up: stay on the slow sweep.
+        # An agent is silent between its 101 and its 102 (hours, often), so a silence
+        # says nothing about lost events; the sweep catches those, at its own pace.
+        # SPEC-SILENT: how to tell a broken webhook from a quiet one; we don't try.
+        return self._events_seen_at is not None
 
     def _kick_refresh(self) -> None:
         if not self._events_flowing():
             self._kick.set()
+
+    def _emit_state_change(self, previous: sm.TaskRecord, record: sm.TaskRecord) -> None:
+        hooks = self.client.hooks
+        if previous.phase is record.phase or not hooks.wants(TaskStateChanged):
+            return
+        status = record.server_status
+        hooks.emit(
+            TaskStateChanged(
+                key=record.key,
+                api=record.api.value,
+                old_phase=previous.phase.value,
+                new_phase=record.phase.value,
+                server_id=record.server_id,
+                server_status=None if status is None else status.name,
+            )
+        )
+
+    def _emit_reconcile(self, entry: _Entry, action: sm.Reconcile, outcome: sm.AnyEvent) -> None:
+        hooks = self.client.hooks
+        if not hooks.wants(ReconcileOutcome):
+            return
+        if isinstance(outcome, sm.ReconcileFound):
+            event = ReconcileOutcome(
+                key=entry.record.key,
+                channel=action.channel,
+                outcome="found",
+                server_id=outcome.server_id,
+                message=None,
+            )
+        elif isinstance(outcome, sm.ReconcileFailed):
+            event = ReconcileOutcome(
+                key=entry.record.key,
+                channel=action.channel,
+                outcome="failed",
+                server_id=None,
+                message=outcome.message,
+            )
+        else:
+            event = ReconcileOutcome(
+                key=entry.record.key,
+                channel=action.channel,
+                outcome="nothing",
+                server_id=None,
+                message=None,
+            )
+        hooks.emit(event)
 
     async def _refresh_loop(self) -> None:
         while True:
             interval = (
                 self._event_sweep_interval if self._events_flowing() else self._refresh_interval
             )
+            if self._waiters and not self._events_flowing():
+                interval = min(interval, WAIT_POLL_S)  # someone waits: look more often
+            interval = max(interval, self._planned_interval)
             with anyio.move_on_after(interval):
                 await self._kick.wait()
             self._kick = anyio.Event()
@@ -496,13 +677,36 @@ class Session:
                 continue
             (live_v7 if record.api is ApiGeneration.V7 else live_legacy).append(entry)
         to_query = list(live_legacy)
+        list_pages = 0
         if len(live_v7) >= QUERY_INSTEAD_OF_LIST_BELOW:
+            list_pages = -(-len(live_v7) // max(1, self.list_page_size))
             to_query.extend(await refresh_v7(self, live_v7))
         else:
             to_query.extend(live_v7)
+        limiter = self.client.rate_limiter
+        pace = 0.0
+        if limiter is not None and to_query:
+            # Within the budget (issue 11): list pages first (done above), then as many
+            # single queries as the query budget of one interval leaves, in rotation,
+            # paced; with many tasks each is refreshed less often instead of queueing.
+            plan = plan_refresh(
+                list_pages=list_pages,
+                single=len(to_query),
+                query_rate=limiter.group_rate("query"),
+                interval=self._refresh_interval,
+            )
+            rotation = self._query_rotation
+            chosen, self._query_rotation = rotate(len(to_query), rotation, plan.queries)
+            to_query = [to_query[i] for i in chosen]
+            pace = plan.pace
+            self._planned_interval = max(
+                self._refresh_interval, (list_pages + len(to_query)) * pace
+            )
         if to_query:
             async with anyio.create_task_group() as tg:
-                for entry in to_query:
+                for index, entry in enumerate(to_query):
+                    if pace and index:
+                        await self._clock.sleep(pace)
                     tg.start_soon(self._observe_by_query, entry)
 
     async def _observe_by_query(self, entry: _Entry) -> None:
@@ -515,12 +719,48 @@ class Session:
         if answer is not None:
             await self._observe(entry, answer)
 
-    async def _feed(self, entry: _Entry, event: sm.AnyEvent) -> None:
-        """Apply a server observation (query, webhook) to a task, waiting for its lock."""
-        async with entry.lock:
-            if entry.record.phase.is_terminal:
+    async def _feed_hint(self, entry: _Entry, status: AgentStatus) -> None:
+        """Apply a webhook's status to a task, waiting for its lock, if it is news.
+
+        A webhook carries the time of the event, not of the sending (start_ts is when the
+        agent was created, whole seconds, on Agora's clock), so it cannot be ordered
+        against queries by time. It is applied, as observed now, only when the status
+        may follow the one recorded; anything else (a late 101 after a 102, a repeat) is
+        dropped quietly rather than reported as a status moving backwards.
+
+        A task that is busy (its start or stop in flight, perhaps retrying) gets the hint
+        from the session's task group once it is free: the webhook's answer does not
+        wait for it (NCS gives up after 10 s, spec §8.1).
+        """
+        try:
+            entry.lock.acquire_nowait()
+        except anyio.WouldBlock:
+            if self._tg is not None and not self._closing:
+                self._tg.start_soon(self._apply_hint_later, entry, status)
                 return
-            await self._drive(entry, event)
+            await entry.lock.acquire()
+        try:
+            await self._apply_hint(entry, status)
+        finally:
+            entry.lock.release()
+
+    async def _apply_hint_later(self, entry: _Entry, status: AgentStatus) -> None:
+        try:
+            async with entry.lock:
+                await self._apply_hint(entry, status)
+        except AgoraSTTError as error:
+            logger.warning("task %r: webhook not applied: %s", entry.record.key, error)
+
+    async def _apply_hint(self, entry: _Entry, status: AgentStatus) -> None:
+        """The caller holds ``entry.lock``."""
+        record = entry.record
+        current = record.server_status
+        if record.phase.is_terminal or current == status:
+            return
+        if isinstance(current, AgentStatus) and status not in sm.V7_OBSERVABLE[current]:
+            return
+        observed = sm.StatusObserved(status=status, observed_at=self._clock.now())
+        await self._drive(entry, observed)
 
     async def _observe(self, entry: _Entry, event: sm.AnyEvent) -> None:
         """Apply a sweep's observation unless the task is busy: its owner is already
@@ -539,8 +779,20 @@ class Session:
         return frozenset(self._by_server_id)
 
     def _claim(self, server_id: str, entry: _Entry) -> None:
-        """Reserve ``server_id`` for ``entry`` before its record is persisted."""
+        """Reserve ``server_id`` for ``entry`` (before its record is persisted, or as it
+        is). Events that came for it before the session knew it are applied now: a 101
+        can overtake the join's answer."""
+        known = self._by_server_id.get(server_id) is entry
         self._by_server_id[server_id] = entry
+        if known or not self.unmatched_events:
+            return
+        for event in list(self.unmatched_events):
+            observation = _observation(event)
+            if observation is None or observation[0] != server_id:
+                continue
+            self.unmatched_events.remove(event)
+            if self._tg is not None and not self._closing:  # after the current step
+                self._tg.start_soon(self._apply_hint_later, entry, observation[1])
 
     @asynccontextmanager
     async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
@@ -570,16 +822,12 @@ def _generation(config: object, api: ApiGeneration | str | None) -> ApiGeneratio
     return inferred
 
 
-def _observation(event: Event, now: float) -> tuple[str, ServerStatus, float] | None:
-    """(agent id, status, event time) for the events that say something about status.
-
-    The event's own time orders it against other observations; an event without one
-    counts as observed ``now``.
-    """
+def _observation(event: Event) -> tuple[str, AgentStatus] | None:
+    """(agent id, status) for the events that say something about status."""
     if isinstance(event, AgentJoined):
-        return event.agent_id, AgentStatus.RUNNING, event.started_at or now
+        return event.agent_id, AgentStatus.RUNNING
     if isinstance(event, AgentLeft):
-        return event.agent_id, event.status, event.stopped_at or event.notified_at or now
+        return event.agent_id, event.status
     return None
 
 
