@@ -582,8 +582,8 @@ class AsyncClient:
             ``agora_stt_async.emulator.transport()``); never closed by this client.
         max_in_flight: requests in flight at once, and connections in the pool.
         fast: what moves the bytes under the client this one creates. ``None``
-            (default) = automatic: aiohttp on asyncio when installed (the ``fast``
-            extra), httpx's own transport on trio or without aiohttp; ``True`` =
+            (default) = automatic: aiohttp directly on asyncio when installed (a
+            dependency), httpx's own transport on trio or without aiohttp; ``True`` =
             aiohttp, required; ``False`` = httpx's own transport. ``fast=True`` cannot
             be combined with ``http_client`` or ``transport``.
         clock: time source (tests pass a fake one).

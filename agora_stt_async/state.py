@@ -303,6 +303,8 @@ class MachinePolicy:
     """
 
     token_ttl_s: float = attrs.field(default=TOKEN_TTL_S, validator=_positive)
+    # SPEC-SILENT: the margin, the attempt count and the retry pace are ours (the spec
+    # gives only the 5-minute window and the 3 s / 6 s code-20 back-off); see above.
     token_safety_margin_s: float = attrs.field(default=30.0)
     max_start_attempts: int = attrs.field(default=5)
     retry_interval_s: float = attrs.field(default=5.0, validator=_positive)

@@ -19,6 +19,7 @@ from agora_stt_async import (
     AsyncClient,
     AuthenticationError,
     CaptionConfig,
+    ConfigurationError,
     ConflictError,
     ExtensionParams,
     JoinRequest,
@@ -429,8 +430,9 @@ async def test_agents_get_sends_exact_request(client, body, expected):
 
 
 async def test_agents_ids_are_url_quoted():
-    """App and agent ids are quoted into the path, so '/' cannot change the route."""
-    async with make_client(app_id="my app/1") as client:
+    """Agent ids are quoted into the path, so '/' cannot change the route (an App ID
+    that could is refused at construction: test_client_rejects_bad_configuration)."""
+    async with make_client() as client:
         with respx.mock(base_url=BASE, assert_all_called=True, assert_all_mocked=True) as router:
             route = router.get(url__regex=r"/api/speech-to-text/v1/projects/.*").respond(
                 200, json={"agent_id": "a/b c", "status": "RUNNING"}
@@ -438,7 +440,7 @@ async def test_agents_ids_are_url_quoted():
             with anyio.fail_after(5):
                 agent = await client.agents.get("a/b c?x=1")
     raw_path = route.calls.last.request.url.raw_path
-    assert raw_path == b"/api/speech-to-text/v1/projects/my%20app%2F1/agents/a%2Fb%20c%3Fx%3D1"
+    assert raw_path == f"{PREFIX}/agents/a%2Fb%20c%3Fx%3D1".encode()
     assert agent.agent_id == "a/b c"
 
 
@@ -634,3 +636,33 @@ async def test_agents_leave_unknown_agent(client):
             await client.agents.leave("x")
     assert info.value.reason == "TaskNotFound"
     assert info.value.detail == "not found"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        pytest.param({"timeout": -1}, "timeout", id="timeout-negative"),
+        pytest.param({"timeout": 0}, "timeout", id="timeout-zero"),
+        pytest.param({"timeout": float("nan")}, "timeout", id="timeout-nan"),
+        pytest.param({"timeout": "5"}, "timeout", id="timeout-str"),
+        pytest.param({"timeout": True}, "timeout", id="timeout-bool"),
+        pytest.param({"app_id": 123}, "app_id must be a string", id="app-id-int"),
+        pytest.param({"app_id": "a/b"}, "app_id must be letters", id="app-id-slash"),
+        pytest.param({"app_id": "a?x=1"}, "app_id must be letters", id="app-id-query"),
+        pytest.param({"customer_id": "a:b"}, "customer_id cannot contain", id="customer-colon"),
+        pytest.param({"customer_secret": b"x"}, "customer_secret must be", id="secret-bytes"),
+    ],
+)
+def test_client_rejects_bad_configuration(kwargs: dict[str, Any], match: str) -> None:
+    """Bad construction arguments are a ConfigurationError naming the field, at once,
+    and never echo a credential's value."""
+    with pytest.raises(ConfigurationError, match=match) as caught:
+        make_client(**kwargs)
+    assert CUSTOMER_SECRET not in str(caught.value)
+    assert "b'x'" not in str(caught.value)
+
+
+def test_client_accepts_timeout_forms() -> None:
+    for timeout in (1, 2.5, httpx.Timeout(3.0)):
+        client = make_client(timeout=timeout)
+        assert client.app_id == APP

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from agora_stt_async import (
     AgentStatus,
     ApiGeneration,
     AsyncClient,
+    ConfigurationError,
     JoinRequest,
     LegacyStartRequest,
     LegacyTaskStatus,
@@ -42,6 +46,8 @@ from agora_stt_async.emulator import (
 )
 from agora_stt_async.stores import MemoryStore, SqliteStore
 from agora_stt_async.testing import FakeClock
+from tests.emulator.conftest import v7_operation
+from tests.openapi import validate_request
 
 pytestmark = pytest.mark.anyio
 
@@ -63,10 +69,20 @@ class HookTransport(httpx.AsyncBaseTransport):
         return response
 
 
+_SCHEMAS = {"join": "JoinRequest", "update": "UpdateRequest"}
+
+
+async def check_v7_body(when: str, request: httpx.Request) -> None:
+    """Every v7 join and update body the session sends is valid by Agora's OpenAPI file."""
+    operation = v7_operation(request.method, request.url.path)
+    if when == "before" and operation in _SCHEMAS:
+        validate_request(_SCHEMAS[operation], json.loads(request.content))
+
+
 def client_for(
     app: EmulatorApp, *, hook: Hook | None = None, clock: FakeClock | None = None
 ) -> AsyncClient:
-    transport: httpx.AsyncBaseTransport = app.transport()
+    transport: httpx.AsyncBaseTransport = HookTransport(app.transport(), check_v7_body)
     if hook is not None:
         transport = HookTransport(transport, hook)
     return AsyncClient(
@@ -270,6 +286,129 @@ async def test_session_cancelled_start_does_not_leak(app: EmulatorApp, point: st
     assert running(await emulator_state(app)) == 0
 
 
+class Tripwire:
+    """Counts the start's I/O steps (store calls and requests, before and after each) and
+    cancels ``scope`` at step ``at``."""
+
+    def __init__(self, at: int, scope: anyio.CancelScope) -> None:
+        self.at = at
+        self.scope = scope
+        self.steps: list[str] = []
+
+    def tick(self, name: str) -> None:
+        self.steps.append(name)
+        if len(self.steps) == self.at:
+            self.scope.cancel()
+
+    async def hook(self, when: str, request: httpx.Request) -> None:
+        self.tick(f"{request.method} {request.url.path.rsplit('/', 1)[-1]} {when}")
+
+
+class TripwireStore:
+    """A MemoryStore whose every write is a step of ``tripwire``."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.tripwire: Tripwire | None = None
+
+    def _tick(self, name: str) -> None:
+        if self.tripwire is not None:
+            self.tripwire.tick(name)
+
+    async def get(self, key: str) -> sm.TaskRecord | None:
+        return await self.inner.get(key)
+
+    async def create(self, record: sm.TaskRecord) -> bool:
+        self._tick("create before")
+        created = await self.inner.create(record)
+        self._tick("create after")
+        return created
+
+    async def put(self, record: sm.TaskRecord, *, expected_version: int | None) -> None:
+        self._tick(f"put {record.phase.name} before")
+        await self.inner.put(record, expected_version=expected_version)
+        self._tick(f"put {record.phase.name} after")
+
+    async def delete(self, key: str, *, expected_version: int | None = None) -> None:
+        await self.inner.delete(key, expected_version=expected_version)
+
+    async def all(self) -> list[sm.TaskRecord]:
+        return await self.inner.all()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+# Enough steps to pass the end of either start (the last values cancel nothing).
+_STEPS = 16
+
+
+@pytest.mark.parametrize("api", ["v7", "legacy"])
+@pytest.mark.parametrize("at", range(1, _STEPS + 1))
+async def test_session_cancel_at_every_step_of_start(app: EmulatorApp, api: str, at: int) -> None:
+    """Cancel the caller at each await point of start (every store write and every request,
+    before and after): at most one task is ever created, and none is left running."""
+    scope = anyio.CancelScope()
+    tripwire = Tripwire(at, scope)
+    store = TripwireStore()
+    config: JoinRequest | LegacyStartRequest = join(1) if api == "v7" else legacy(1)
+    async with (
+        client_for(app, hook=tripwire.hook) as client,
+        Session(client, store=store) as session,
+    ):
+        store.tripwire = tripwire
+        with anyio.fail_after(20):
+            with scope:
+                await session.start("k", config, api=api)
+            stored = await store.get("k")
+            if stored is None:  # cancelled before the intent was written: nothing sent
+                assert client.statistics().requests == 0, tripwire.steps
+            else:  # the start goes on in the session; it reaches an id or an end
+                handle = session.handle("k")
+                while not (handle.record.phase.is_terminal or handle.record.server_id):
+                    await anyio.sleep(0.01)
+        store.tripwire = None
+    if at > len(tripwire.steps):  # past the end: a plain, complete start
+        assert not scope.cancel_called
+    state = await emulator_state(app)
+    assert state["agents"]["total"] + state["tasks"]["total"] <= 1, tripwire.steps
+    assert running(state) == 0, tripwire.steps
+    records = await store.all()
+    assert all(r.phase.is_terminal for r in records), records
+
+
+async def test_session_sqlite_intent_is_on_disk_before_each_request(
+    app: EmulatorApp, tmp_path: Path
+) -> None:
+    """Before every start-side request goes out, an independent reader of the SQLite file
+    already sees the record that guards it (the intent, then the token it uses)."""
+    path = tmp_path / "intent.db"
+    seen: list[tuple[str, str, str | None]] = []
+
+    async def hook(when: str, request: httpx.Request) -> None:
+        if when != "before" or request.method not in ("POST", "DELETE"):
+            return
+        with sqlite3.connect(path) as raw:
+            row = raw.execute("SELECT record FROM tasks WHERE key = 'l1'").fetchone()
+        assert row is not None, request.url.path
+        stored = sm.record_from_dict(json.loads(row[0]))
+        seen.append((request.url.path.rsplit("/", 1)[-1], stored.phase.name, stored.token_name))
+
+    async with (
+        client_for(app, hook=hook) as client,
+        SqliteStore(path) as store,
+        Session(client, store=store) as session,
+    ):
+        with anyio.fail_after(20):
+            handle = await session.start("l1", legacy(1))
+            token = handle.record.token_name
+            await handle.stop()
+    assert token is not None
+    assert seen[0] == ("builderTokens", "ACQUIRING", None)
+    assert seen[1] == ("tasks", "STARTING", token)
+    assert seen[2][1:] == ("STOPPING", token)
+
+
 async def test_session_cancel_during_store_write_sends_nothing(app: EmulatorApp) -> None:
     """Cancelled before the intent is stored: nothing is sent, nothing runs."""
 
@@ -373,3 +512,150 @@ async def test_session_watch_yields_statuses_until_end(app: EmulatorApp) -> None
                 await handle.stop()
     assert seen[-1] in (AgentStatus.STOPPED, AgentStatus.STOPPING)
     assert AgentStatus.RUNNING in seen
+
+
+async def test_session_recover_marks_gone_and_sequence_ids_survive(tmp_path: Path) -> None:
+    """After a restart: a task stopped behind the session's back is marked ended; a live
+    one is resumed and its next update continues the stored sequence id (the emulator
+    refuses ids that do not grow)."""
+    app = create_app(dataclasses.replace(FAST, strict_sequence=True), seed=5)
+    path = tmp_path / "restart.db"
+    async with client_for(app) as client:
+        async with (
+            SqliteStore(path) as store,
+            Session(client, store=store, stop_on_exit=False) as s,
+        ):
+            with anyio.fail_after(20):
+                live = await s.start("live", join("live"))
+                gone = await s.start("gone", join("gone"))
+                await live.wait_for(AgentStatus.RUNNING, timeout=10)
+                await live.update(languages=["en-US", "fr-FR"])
+            assert live.record.sequence_id == 1
+            assert gone.agent_id is not None
+        await client.agents.leave(gone.agent_id)  # stopped elsewhere while we were down
+
+        async with (
+            SqliteStore(path) as store,
+            Session(client, store=store, refresh_interval=0.1) as again,
+        ):
+            with anyio.fail_after(20):
+                report = await again.recover()
+                assert report.loaded == 2
+                assert set(report.live) <= {"live"}
+                assert "gone" not in report.unresolved
+                handle = again.handle("live")
+                await handle.wait_for(AgentStatus.RUNNING, timeout=10)
+                await handle.update(languages=["en-US", "ja-JP"])
+                assert handle.record.sequence_id == 2
+                gone_again = again.handle("gone")
+                while not gone_again.record.phase.is_terminal:
+                    await anyio.sleep(0.01)
+                assert gone_again.record.phase is sm.Phase.STOPPED
+        agent = await client.agents.get(handle.agent_id or "")
+        assert agent.status is AgentStatus.STOPPED
+    assert running(await emulator_state(app)) == 0
+
+
+async def test_session_wait_for_polls_while_waiting(app: EmulatorApp) -> None:
+    """A caller blocked in wait_for() is not left to the idle sweep (here 1 h): the
+    session looks again about every second while someone waits."""
+    async with client_for(app) as client, Session(client, refresh_interval=3600) as session:
+        handle = await session.start("ch-1", join(1))
+        with anyio.fail_after(15):
+            assert await handle.wait_for(AgentStatus.RUNNING) is AgentStatus.RUNNING
+            await handle.stop(wait=True)
+        assert handle.record.phase is sm.Phase.STOPPED
+    assert running(await emulator_state(app)) == 0
+
+
+async def test_session_max_in_flight_bounds_concurrent_work(app: EmulatorApp) -> None:
+    """Thirty concurrent starts through Session(max_in_flight=3): the emulator never sees
+    more than three joins at once, and all thirty start."""
+    active = 0
+    peak = 0
+
+    async def hook(when: str, request: httpx.Request) -> None:
+        nonlocal active, peak
+        if not request.url.path.endswith("/join"):
+            return
+        if when == "before":
+            active += 1
+            peak = max(peak, active)
+            await anyio.sleep(0.01)  # hold the request open so overlaps would show
+        else:
+            active -= 1
+
+    async with client_for(app, hook=hook) as client, Session(client, max_in_flight=3) as session:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for i in range(30):
+                    tg.start_soon(session.start, f"ch-{i}", join(i))
+        assert client.statistics().by_operation["join"].calls == 30
+    assert 1 < peak <= 3
+    assert running(await emulator_state(app)) == 0
+
+
+async def test_session_exit_stops_everything_even_when_cancelled(app: EmulatorApp) -> None:
+    """The body of ``async with Session`` is cancelled: the exit still stops every task it
+    owns (shielded), and the cancellation then propagates as usual."""
+    async with client_for(app) as client:
+        with anyio.fail_after(30):
+            with anyio.CancelScope() as scope:
+                async with Session(client) as session:
+                    await session.start("ch-1", join(1))
+                    await session.start("l-1", legacy(1))
+                    scope.cancel()
+                    await anyio.sleep(30)  # cancelled here
+            assert scope.cancelled_caught
+    state = await emulator_state(app)
+    assert state["agents"]["total"] + state["tasks"]["total"] == 2
+    assert running(state) == 0
+
+
+async def test_session_refresh_lists_pages_and_falls_back_to_query(app: EmulatorApp) -> None:
+    """Many agents are refreshed by list pages, not one query each; when the list cannot
+    answer (here every list request fails), the sweep falls back to queries."""
+    async with client_for(app) as client, Session(client, list_page_size=5) as session:
+        with anyio.fail_after(20):
+            handles = [await session.start(f"ch-{i}", join(i)) for i in range(12)]
+            for handle in handles:
+                await handle.wait_for(AgentStatus.RUNNING, timeout=10)
+        by_op = client.statistics().by_operation
+        assert by_op["list"].calls >= 1
+        queries_before = by_op["query"].calls if "query" in by_op else 0
+        assert queries_before < 12
+
+        app.faults.configure(FaultConfig(routes={"list": 1.0}, kinds={"503": 1.0}))
+        async with httpx.AsyncClient(transport=app.transport(), base_url="http://e") as raw:
+            forced = await raw.post(
+                f"/_emulator/agents/{handles[0].agent_id}", json={"status": "RECOVERING"}
+            )
+            assert forced.status_code == 200, forced.text
+        with anyio.fail_after(20):
+            await handles[0].wait_for(AgentStatus.RECOVERING, timeout=10)
+        assert client.statistics().by_operation["query"].calls > queries_before
+        assert client.statistics().by_operation["list"].errors >= 1
+        app.faults.configure(FaultConfig())
+    assert running(await emulator_state(app)) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        pytest.param({"max_in_flight": 0}, "max_in_flight", id="in-flight-0"),
+        pytest.param({"max_in_flight": 1.5}, "max_in_flight", id="in-flight-float"),
+        pytest.param({"list_page_size": 0}, "list_page_size", id="page-0"),
+        pytest.param({"stop_timeout": float("nan")}, "stop_timeout", id="stop-nan"),
+        pytest.param({"stop_timeout": -1}, "stop_timeout", id="stop-negative"),
+        pytest.param({"refresh_interval": float("inf")}, "refresh_interval", id="refresh-inf"),
+        pytest.param({"refresh_interval": "5"}, "refresh_interval", id="refresh-str"),
+        pytest.param({"store": "stt-tasks.db"}, "store must be a TaskStore", id="store-path"),
+        pytest.param({"policy": {"token_safety_margin_s": 10}}, "MachinePolicy", id="policy"),
+    ],
+)
+def test_session_rejects_bad_arguments(
+    app: EmulatorApp, kwargs: dict[str, Any], match: str
+) -> None:
+    """Bad Session arguments are a ConfigurationError naming the argument, at once."""
+    with pytest.raises(ConfigurationError, match=match):
+        Session(client_for(app), **kwargs)

@@ -22,6 +22,7 @@ a ``schema_version`` table lets later versions migrate the file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from typing import Final, TypeVar, final
 import anyio
 import anyio.to_thread
 
-from agora_stt_async._errors import UsageError
+from agora_stt_async._errors import ConfigurationError, UsageError
 from agora_stt_async.state import TaskRecord, record_from_dict, record_to_dict
 from agora_stt_async.stores._errors import StoreConflictError, StoreError
 
@@ -86,8 +87,12 @@ class SqliteStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise ConfigurationError(f"timeout must be a number of seconds, got {timeout!r}")
+        if not (math.isfinite(timeout) and timeout >= 0):
+            raise ConfigurationError(f"timeout must be finite and >= 0, got {timeout!r}")
         self._path = os.fspath(path)
-        self._timeout = timeout
+        self._timeout = float(timeout)
         self._conn: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._closed = False

@@ -179,3 +179,21 @@ async def test_requests_are_counted_per_route(client: ConformanceClient, app: Em
     await client.post(f"{LEGACY}/tasks", json=start_body())
     assert dict(app.requests) == {"join": 1, "list": 1, "query": 1, "start": 1}
     assert dict(app.responses) == {200: 2, 404: 1, 400: 1}
+
+
+async def test_ids_are_reproducible_from_the_seed(clock: EmulatorClock) -> None:
+    """agent_id, tokenName and taskId come from the seed: same seed, same ids."""
+
+    async def ids(seed: int) -> list[str]:
+        async with make_client(create_app(clock=clock, seed=seed)) as client:
+            agent = (await client.post(f"{V7}/join", json=join_body())).json()["agent_id"]
+            acquire = await client.post(f"{LEGACY}/builderTokens", json={"instanceId": "i"})
+            token = acquire.json()["tokenName"]
+            start = await client.post(
+                f"{LEGACY}/tasks", params={"builderToken": token}, json=start_body()
+            )
+            return [agent, token, start.json()["taskId"]]
+
+    first, again, other = await ids(5), await ids(5), await ids(6)
+    assert first == again
+    assert all(a != b for a, b in zip(first, other, strict=True))
