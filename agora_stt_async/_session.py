@@ -104,6 +104,32 @@ class RecoveryReport:
     unresolved: tuple[str, ...]
 
 
+def _check_session_args(
+    *,
+    max_in_flight: object,
+    stop_timeout: object,
+    refresh_interval: object,
+    list_page_size: object,
+    store: object,
+    policy: object,
+) -> None:
+    """Bad arguments are a ConfigurationError naming the argument, at construction."""
+    for name, count in (("max_in_flight", max_in_flight), ("list_page_size", list_page_size)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigurationError(f"{name} must be an integer >= 1, got {count!r}")
+    for name, seconds in (("stop_timeout", stop_timeout), ("refresh_interval", refresh_interval)):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 < seconds < float("inf")  # also refuses NaN
+        ):
+            raise ConfigurationError(f"{name} must be a finite number of seconds > 0")
+    if store is not None and not isinstance(store, TaskStore):
+        raise ConfigurationError(f"store must be a TaskStore, got {type(store).__name__}")
+    if policy is not None and not isinstance(policy, sm.MachinePolicy):
+        raise ConfigurationError("policy must be a state.MachinePolicy")
+
+
 @final
 class Session:
     """Runs many STT tasks, one per key, and never loses one.
@@ -144,10 +170,14 @@ class Session:
     ) -> None:
         if not isinstance(client, AsyncClient):
             raise ConfigurationError("Session needs an AsyncClient")
-        if max_in_flight < 1:
-            raise ConfigurationError("max_in_flight must be >= 1")
-        if stop_timeout <= 0 or refresh_interval <= 0:
-            raise ConfigurationError("stop_timeout and refresh_interval must be > 0")
+        _check_session_args(
+            max_in_flight=max_in_flight,
+            stop_timeout=stop_timeout,
+            refresh_interval=refresh_interval,
+            list_page_size=list_page_size,
+            store=store,
+            policy=policy,
+        )
         self.client: Final = client
         self._store: TaskStore = store if store is not None else MemoryStore()
         self._limiter = anyio.CapacityLimiter(max_in_flight)

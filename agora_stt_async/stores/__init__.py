@@ -16,18 +16,18 @@ maps onto any storage with compare-and-set:
 * ``delete`` can be optimistic too, so a record is never removed under a concurrent
   change that recorded a live task id.
 
-A Redis store (a later issue) fits without changing this Protocol: ``create`` is
-``SET key value NX``, ``put``/``delete`` are a short Lua script (or ``WATCH``/
-``MULTI``) comparing the stored version. *Leases* (which session currently drives a
-record) live beside the records, e.g. ``SET lease:{key} owner NX PX ttl`` renewed by
-the owner; they only avoid duplicated work. Correctness never depends on them,
-because every write is already version-checked. A leasing store can then offer an
-extra, optional Protocol (``acquire_lease``/``renew_lease``/``release_lease``) that
-the session detects with ``isinstance``; stores without it keep working.
+*Leases* (which session drives a record now) are an extra, optional Protocol,
+:class:`LeasingStore` (``acquire_lease``/``renew_leases``/``release_lease``/
+``lease_owner``/``unleased``), that the session detects with ``isinstance``; stores
+without it keep working. Leases only avoid duplicated work: correctness never depends
+on them, because every write is already version-checked.
 
-Shipped here: :class:`MemoryStore` (the default; gone with the process) and
-:class:`~agora_stt_async.stores.sqlite.SqliteStore` (durable, stdlib ``sqlite3``).
-This package uses anyio only, so it runs on asyncio and trio.
+Shipped here: :class:`MemoryStore` (the default; gone with the process),
+:class:`~agora_stt_async.stores.sqlite.SqliteStore` (durable, stdlib ``sqlite3``; one
+machine), :class:`~agora_stt_async.stores.redis.RedisStore` (shared by workers on
+several machines, with leases; the ``redis`` extra, asyncio only) and
+:class:`LeasingMemoryStore` (leases in memory, for tests). Apart from ``RedisStore``
+this package uses anyio only, so it runs on asyncio and trio.
 """
 
 from __future__ import annotations
@@ -40,10 +40,15 @@ import anyio.lowlevel
 from agora_stt_async._errors import UsageError
 from agora_stt_async.state import TaskRecord
 from agora_stt_async.stores._errors import StoreConflictError, StoreError
+from agora_stt_async.stores._leases import LeasingMemoryStore, LeasingStore
+from agora_stt_async.stores.redis import RedisStore
 from agora_stt_async.stores.sqlite import SqliteStore
 
 __all__ = [
+    "LeasingMemoryStore",
+    "LeasingStore",
     "MemoryStore",
+    "RedisStore",
     "SqliteStore",
     "StoreConflictError",
     "StoreError",
