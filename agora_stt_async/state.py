@@ -46,7 +46,7 @@ Two kinds of wrong, as in h11:
 Terminal phases (``STOPPED``, ``FAILED``) absorb every event: the record stays as it
 is and the only possible action is a :class:`Report`.
 
-``python -m agora_stt_async.state [phases|v7|legacy]`` prints a Mermaid diagram drawn
+``agora-stt diagram [phases|v7|legacy]`` prints a Mermaid diagram drawn
 from the tables.
 """
 
@@ -55,7 +55,6 @@ from __future__ import annotations
 import enum
 import math
 import re
-import sys
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias, TypeVar, final
 
@@ -1547,7 +1546,3 @@ def _status_lines(edges: Mapping[_S, frozenset[_S]], order: list[_S]) -> list[st
         if not edges[source]:
             lines.append(f"    {source} --> [*]")
     return lines
-
-
-if __name__ == "__main__":
-    sys.stdout.write(mermaid(sys.argv[1] if len(sys.argv) > 1 else "phases"))

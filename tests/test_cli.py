@@ -36,6 +36,7 @@ from agora_stt_async import (
     StopIncompleteError,
     ValidationError,
     emulator,
+    state,
 )
 from agora_stt_async import _constants as C
 from agora_stt_async._cli import _common, _demo, main
@@ -624,3 +625,15 @@ def test_cli_script_emulator_serves(monkeypatch):
         process.terminate()
         _, err = process.communicate(timeout=30)
     assert f"export AGORA_STT_BASE_URL={base_url}" in err
+
+
+@pytest.mark.parametrize("table", ["phases", "v7", "legacy"])
+def test_cli_diagram_prints_the_state_tables(table: str) -> None:
+    result = CliRunner().invoke(cli, ["diagram", table])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == state.mermaid(table)
+
+
+def test_cli_diagram_refuses_an_unknown_table() -> None:
+    result = CliRunner().invoke(cli, ["diagram", "nope"])
+    assert result.exit_code == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from agora_stt_async import __version__
+from agora_stt_async import __version__, state
 from agora_stt_async._cli import _common
 from agora_stt_async._cli._agents import agents, legacy
 from agora_stt_async._cli._demo import demo, emulator_command
@@ -30,6 +30,14 @@ def cli(ctx: click.Context, base_url: str | None, verbose: bool) -> None:
     Secrets are never printed.
     """
     ctx.obj = _common.Settings(base_url=base_url, verbose=verbose)
+
+
+@cli.command()
+@click.argument("table", type=click.Choice(["phases", "v7", "legacy"]), default="phases")
+def diagram(table: str) -> None:
+    """Print the task-state machine's TABLE as a Mermaid stateDiagram (from the tables
+    the session runs, so it cannot drift from the code)."""
+    click.echo(state.mermaid(table), nl=False)
 
 
 cli.add_command(demo)
