@@ -1,27 +1,32 @@
-"""The transports the SDK ships, and the choice between them.
+"""What sends the SDK's requests, and the choice between the paths.
 
-httpx is the SDK's HTTP interface everywhere. What moves bytes under it is chosen here:
+httpx is the SDK's HTTP interface wherever a user sees it (``http_client=``,
+``transport=``, respx). When the SDK makes its own client, ``AutoClient`` picks, on the
+first request (the running library is only known inside the event loop):
 
-- on **asyncio** with aiohttp installed (the ``fast`` extra), ``AiohttpTransport``, a
-  few times cheaper in CPU per request than httpx's own socket transport, whose
-  connection pool's cost grows with the number of requests in flight
-  (``benchmarks/TRANSPORT.md`` has the numbers);
-- on **trio**, without aiohttp, with ``fast=False``, or while respx (or anything
-  else) has patched httpcore's pool to intercept requests, httpx's own
-  ``AsyncHTTPTransport``, split into small pools (``ShardedTransport``) because the
-  cost of httpcore's pool grows with the square of its size.
+- on **asyncio** with aiohttp installed (a default dependency): ``DirectClient``,
+  ``HttpCore``'s requests sent by aiohttp directly, without httpx's request/response
+  layer, which alone costs more CPU than aiohttp's whole request
+  (``benchmarks/RESULTS.md``);
+- on **trio**, without aiohttp, with ``fast=False``, or while respx (or anything else)
+  has patched httpcore's pool: an ``httpx.AsyncClient`` over httpx's own transport,
+  split into small pools (``ShardedTransport``) because the cost of httpcore's pool
+  grows with the square of its size.
 
-The running library is only known inside the event loop, and ``AsyncClient`` may be
-built outside one, so ``AutoTransport`` decides on its first request. This package is
-the only place the SDK imports asyncio or aiohttp.
+Proxies from the environment (``HTTPS_PROXY``, ...) are honoured as before: httpx
+routes them only for a client built without a transport, so with proxies configured
+the automatic choice is httpx's default client (``fast=True`` lets aiohttp read them).
+
+This package is the only place the SDK imports asyncio or aiohttp.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import ssl
-from typing import Final, final
+import urllib.request
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, final
 
 import httpcore
 import httpx
@@ -30,14 +35,17 @@ from agora_stt_async._errors import ConfigurationError
 from agora_stt_async._transports._tls import default_ssl_context
 from agora_stt_async._transports.sharded import ShardedTransport
 
+if TYPE_CHECKING:
+    from agora_stt_async._transports.direct import DirectClient, DirectResponse
+
 __all__ = [
-    "AutoTransport",
+    "AutoClient",
     "ShardedTransport",
     "aiohttp_available",
-    "auto_transport",
+    "auto_client",
     "current_async_library",
     "default_ssl_context",
-    "default_transport",
+    "environment_proxies",
 ]
 
 INSTALL_HINT: Final = "install it with: pip install 'agora-stt-async[fast]'"
@@ -78,98 +86,138 @@ def _httpcore_patched() -> bool:
     return not getattr(method, "__module__", "").startswith("httpcore.")
 
 
-def default_transport(
-    max_connections: int, *, verify: ssl.SSLContext | bool = True
-) -> httpx.AsyncBaseTransport | None:
-    """The aiohttp transport when running on asyncio with aiohttp installed, else ``None``.
-
-    ``None`` means "httpx's own transport". Call it inside the event loop.
-    """
-    if current_async_library() != "asyncio" or not aiohttp_available():
-        return None
-    from agora_stt_async._transports.aiohttp import AiohttpTransport
-
-    return AiohttpTransport(max_connections=max_connections, verify=verify)
+def environment_proxies() -> bool:
+    """Whether the environment names an HTTP(S) proxy, read as httpx reads it."""
+    found = urllib.request.getproxies()
+    return any(found.get(scheme) for scheme in ("http", "https", "all"))
 
 
-def auto_transport(limits: httpx.Limits, *, fast: bool | None) -> httpx.AsyncBaseTransport:
-    """The transport for a client the SDK creates: an ``AutoTransport`` (see there).
+def auto_client(
+    limits: httpx.Limits, *, timeout: httpx.Timeout, fast: bool | None
+) -> httpx.AsyncClient | AutoClient:
+    """The client ``HttpCore`` sends through when the user gave it neither a client nor
+    a transport: an ``AutoClient`` (see there).
+
+    With a proxy named in the environment and ``fast`` not ``True``, httpx's default
+    client instead, which routes proxies from the environment as before.
 
     Raises:
         ConfigurationError: ``fast=True`` without aiohttp, or inside a non-asyncio loop.
     """
-    return AutoTransport(limits=limits, fast=fast)
+    proxies = environment_proxies()
+    if proxies and not fast:
+        return httpx.AsyncClient(timeout=timeout, limits=limits)
+    return AutoClient(limits=limits, timeout=timeout, fast=fast, trust_env=proxies)
 
 
 @final
-class AutoTransport(httpx.AsyncBaseTransport):
-    """Picks aiohttp or httpx's own transport on the first request, then keeps it.
+class AutoClient:
+    """Sends ``HttpCore``'s requests by aiohttp directly (``DirectClient``) on asyncio
+    when aiohttp is installed, else through an ``httpx.AsyncClient`` over
+    ``ShardedTransport``; chosen on the first request (inside the loop), then kept.
 
     Args:
-        limits: the pool's size, applied to whichever transport is chosen.
+        limits: the pool's size, whichever path is chosen.
+        timeout: httpx's timeout, applied on either path.
         fast: ``None`` = aiohttp on asyncio when installed, else httpx; ``True`` =
             aiohttp, or ``ConfigurationError`` if it is missing or the loop is not
-            asyncio; ``False`` = httpx (``ShardedTransport``).
+            asyncio; ``False`` = httpx.
+        trust_env: let aiohttp route through proxies named in the environment.
 
     While httpcore's pool is patched (``respx.mock``), requests of an automatic choice
-    go through httpx's transport, so the mock sees them.
+    go through httpx, so the mock sees them.
     """
 
-    def __init__(self, *, limits: httpx.Limits, fast: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits,
+        timeout: httpx.Timeout,
+        fast: bool | None = None,
+        trust_env: bool = False,
+    ) -> None:
         if fast and not aiohttp_available():
             raise ConfigurationError(f"fast=True needs aiohttp; {INSTALL_HINT}")
         self._fast = fast
         self._limits = limits
-        # Here, usually outside the loop, as httpx.AsyncClient() does: loading the CA
-        # bundle takes tens of milliseconds that would otherwise block the loop.
-        self._ssl = default_ssl_context()
-        self._chosen: httpx.AsyncBaseTransport | None = None
-        self._native: ShardedTransport | None = None
+        self._timeout = timeout
+        self._trust_env = trust_env
+        self._ssl = default_ssl_context()  # here, outside the loop: loading it blocks
+        self._direct: DirectClient | None = None
+        self._httpx: httpx.AsyncClient | None = None
         self._closed = False
         if fast:
-            self._check_library()
+            _check_asyncio()
 
     @property
-    def chosen(self) -> httpx.AsyncBaseTransport | None:
-        """The transport in use, once the first request has chosen it."""
-        return self._chosen
+    def chosen(self) -> DirectClient | httpx.AsyncClient | None:
+        """What the first request chose (``None`` before it)."""
+        return self._direct or self._httpx
 
-    def _check_library(self) -> None:
-        library = current_async_library()
-        if library not in (None, "asyncio"):
-            raise ConfigurationError(
-                f"fast=True needs asyncio, but this is {library}; "
-                "use fast=None to choose automatically"
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def _httpx_client(self) -> httpx.AsyncClient:
+        if self._httpx is None:
+            self._httpx = httpx.AsyncClient(
+                transport=ShardedTransport(limits=self._limits, verify=self._ssl),
+                timeout=self._timeout,
+                limits=self._limits,
             )
+        return self._httpx
 
-    def _native_transport(self) -> ShardedTransport:
-        if self._native is None:
-            self._native = ShardedTransport(limits=self._limits, verify=self._ssl)
-        return self._native
-
-    def _choose(self) -> httpx.AsyncBaseTransport:
+    def _choose(self) -> None:
         if self._closed:
-            raise RuntimeError("this transport is closed")
+            raise RuntimeError("this client is closed")
         if self._fast:
-            self._check_library()
-        fast: httpx.AsyncBaseTransport | None = None
-        max_connections = self._limits.max_connections or 100
-        if self._fast or (self._fast is None and not _httpcore_patched()):
-            fast = default_transport(max_connections, verify=self._ssl)
-        self._chosen = fast if fast is not None else self._native_transport()
-        return self._chosen
+            _check_asyncio()
+        wanted = self._fast or (self._fast is None and not _httpcore_patched())
+        if wanted and current_async_library() == "asyncio" and aiohttp_available():
+            from agora_stt_async._transports.direct import DirectClient
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        transport = self._chosen or self._choose()
-        if transport is not self._native and self._fast is None and _httpcore_patched():
-            transport = self._native_transport()
-        return await transport.handle_async_request(request)
+            self._direct = DirectClient(
+                max_connections=self._limits.max_connections or 100,
+                timeout=self._timeout,
+                verify=self._ssl,
+                trust_env=self._trust_env,
+            )
+        else:
+            self._httpx_client()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response | DirectResponse:
+        if self._direct is None and self._httpx is None:
+            self._choose()
+        direct = self._direct
+        if direct is not None and (self._fast or not _httpcore_patched()):
+            return await direct.request(
+                method, url, params=params, content=content, headers=headers
+            )
+        return await self._httpx_client().request(
+            method, url, params=params, content=content, headers=headers
+        )
 
     async def aclose(self) -> None:
         self._closed = True
-        chosen, native = self._chosen, self._native
-        self._chosen = self._native = None
-        if chosen is not None and chosen is not native:
-            await chosen.aclose()
-        if native is not None:
-            await native.aclose()
+        direct, client = self._direct, self._httpx
+        self._direct = self._httpx = None
+        if direct is not None:
+            await direct.aclose()
+        if client is not None:
+            await client.aclose()
+
+
+def _check_asyncio() -> None:
+    library = current_async_library()
+    if library not in (None, "asyncio"):
+        raise ConfigurationError(
+            f"fast=True needs asyncio, but this is {library}; use fast=None to choose automatically"
+        )

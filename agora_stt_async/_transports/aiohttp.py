@@ -1,14 +1,18 @@
-"""An ``httpx.AsyncBaseTransport`` over one ``aiohttp.ClientSession`` (asyncio only).
+"""An ``httpx.AsyncBaseTransport`` over one ``aiohttp.ClientSession`` (asyncio only),
+and the aiohttp pieces the SDK's own fast path (``direct.DirectClient``) shares with it:
+the session as the SDK configures it (``open_session``), httpx's timeouts for aiohttp
+(``client_timeout``) and aiohttp's errors as httpx's (``map_aiohttp_error``).
 
-httpx stays the SDK's interface: the client, the request and response objects, respx
-in tests. Only the socket work moves to aiohttp, whose connection pool and C HTTP
-parser cost a fraction of httpcore's CPU per request (``benchmarks/TRANSPORT.md``).
+The SDK's requests do not go through this transport any more: an ``httpx.AsyncClient``
+over it, or over ``httpx_aiohttp.AiohttpTransport``, still costs about three times raw
+aiohttp's CPU per request (httpx's own client layer), and the two measured alike
+(``httpx_ours_vs_httpx_aiohttp_cpu_ratio`` in ``benchmarks/RESULTS.md``). It remains the
+transport-level reference of the aiohttp behaviour, tested side by side with httpx's.
 
 What this adapter does, and why it is not ``httpx_aiohttp.AiohttpTransport`` as is:
 
 - **Reads each body fully** and returns an ``httpx.Response`` holding the bytes: the
-  API's bodies are small, and skipping the per-chunk stream wrapper is measurably
-  cheaper (see the benchmark).
+  API's bodies are small.
 - **Maps aiohttp's exceptions to httpx's own**, as ``HttpCore`` expects them: "not
   sent" (``ConnectError``/``ConnectTimeout``) is kept apart from "sent, then lost"
   (``RemoteProtocolError``/``ReadError``), because a start must never be retried on a
@@ -28,7 +32,6 @@ write timeout; the API's request bodies are a few hundred bytes.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Mapping
 from typing import Final, final
@@ -39,7 +42,7 @@ import yarl
 
 from agora_stt_async._transports._tls import ssl_context
 
-__all__ = ["AiohttpTransport", "map_aiohttp_error"]
+__all__ = ["AiohttpTransport", "client_timeout", "map_aiohttp_error", "open_session"]
 
 _KEEPALIVE_EXPIRY_S: Final = 5.0
 """httpx's default ``keepalive_expiry``, so both paths hold idle sockets alike."""
@@ -71,7 +74,8 @@ def map_aiohttp_error(exc: BaseException, request: httpx.Request) -> httpx.Trans
     return httpx.ReadError(message, request=request)  # payload, reset, broken pipe, ...
 
 
-def _client_timeout(timeout: Mapping[str, float | None] | None) -> aiohttp.ClientTimeout:
+def client_timeout(timeout: Mapping[str, float | None] | None) -> aiohttp.ClientTimeout:
+    """httpx's timeout (``Timeout.as_dict()`` or a request's extension) for aiohttp."""
     if not timeout:
         return aiohttp.ClientTimeout()
     connect = timeout.get("connect")
@@ -80,6 +84,38 @@ def _client_timeout(timeout: Mapping[str, float | None] | None) -> aiohttp.Clien
     return aiohttp.ClientTimeout(
         total=None, connect=acquire, sock_connect=connect, sock_read=timeout.get("read")
     )
+
+
+def open_session(
+    *,
+    max_connections: int,
+    keepalive_expiry: float | None,
+    verify: ssl.SSLContext | bool,
+    trust_env: bool,
+    decompress: bool,
+) -> aiohttp.ClientSession:
+    """An aiohttp session as the SDK uses it (call inside the running event loop).
+
+    No cookies (httpx keeps them, and the API sets none), no redirects (per request),
+    no hidden second attempt, at most ``max_connections`` connections across hosts.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=0,  # the total is what the SDK sizes, across failover hosts
+        keepalive_timeout=keepalive_expiry,
+        ssl=ssl_context(verify),
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=decompress,
+        trust_env=trust_env,
+        timeout=aiohttp.ClientTimeout(),
+    )
+    if "_retry_connection" in aiohttp.ClientSession.ATTRS:
+        # No hidden second attempt for GET/DELETE on a dropped keep-alive socket.
+        session._retry_connection = False
+    return session
 
 
 @final
@@ -92,6 +128,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         keepalive_expiry: seconds an idle connection is kept (httpx's default: 5).
         verify: ``True`` for httpx's default TLS context (certifi, ``SSL_CERT_FILE``),
             ``False`` to skip verification, or your own ``ssl.SSLContext``.
+        trust_env: let aiohttp route through proxies named in the environment
+            (``HTTPS_PROXY``, ``NO_PROXY``, ...). Off by default: an ``httpx.AsyncClient``
+            over this transport does not do it either.
     """
 
     def __init__(
@@ -100,12 +139,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         max_connections: int = 100,
         keepalive_expiry: float | None = _KEEPALIVE_EXPIRY_S,
         verify: ssl.SSLContext | bool = True,
+        trust_env: bool = False,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         self.max_connections: Final = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._verify = verify
+        self.trust_env: Final = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
@@ -118,36 +159,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _open(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("this transport is closed")
-        context = ssl_context(self._verify)
-        connector = aiohttp.TCPConnector(
-            limit=self.max_connections,
-            limit_per_host=0,  # the total is what the SDK sizes, across failover hosts
-            keepalive_timeout=self._keepalive_expiry,
-            ssl=context,
+        self._session = open_session(
+            max_connections=self.max_connections,
+            keepalive_expiry=self._keepalive_expiry,
+            verify=self._verify,
+            trust_env=self.trust_env,
+            decompress=False,  # httpx decodes Content-Encoding itself
         )
-        session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),  # httpx.AsyncClient keeps the cookies
-            auto_decompress=False,  # httpx decodes Content-Encoding itself
-            trust_env=False,  # httpx.AsyncClient routes proxies from the environment
-            timeout=aiohttp.ClientTimeout(),
-        )
-        if "_retry_connection" in aiohttp.ClientSession.ATTRS:
-            # No hidden second attempt for GET/DELETE on a dropped keep-alive socket.
-            session._retry_connection = False
-        self._session = session
-        return session
+        return self._session
 
     def _timeout_for(self, request: httpx.Request) -> aiohttp.ClientTimeout:
         spec = request.extensions.get("timeout")
         if not spec:
-            return _client_timeout(None)
+            return client_timeout(None)
         key = (spec.get("connect"), spec.get("read"), spec.get("write"), spec.get("pool"))
         cached = self._timeouts.get(key)
         if cached is None:
             if len(self._timeouts) > 64:  # per-call timeouts vary; keep the cache small
                 self._timeouts.clear()
-            cached = self._timeouts[key] = _client_timeout(spec)
+            cached = self._timeouts[key] = client_timeout(spec)
         return cached
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -185,12 +215,3 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-
-
-def running_on_asyncio() -> bool:
-    """Whether an asyncio event loop is running in this thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True

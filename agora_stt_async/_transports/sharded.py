@@ -6,7 +6,7 @@ response closes: ``has_expired()`` (a ``poll()`` of the socket through anyio's
 connection *for each idle one* (httpcore 1.0.9 ``_assign_requests_to_connections``).
 The work per request therefore grows with the square of the pool size: measured here,
 2 ms of client CPU per request at 10 connections and 4 to 9 ms at 50 to 200
-(``benchmarks/TRANSPORT.md``). No httpx setting avoids it.
+(``benchmarks/RESULTS.md``). No httpx setting avoids it.
 
 ``ShardedTransport`` splits the pool into shards of at most ``shard_size``
 connections and sends each request to the shard with the fewest requests in flight.
