@@ -1,0 +1,142 @@
+"""The SDK's fast path on asyncio: ``HttpCore``'s requests sent by aiohttp directly.
+
+An ``httpx.AsyncClient`` over an aiohttp transport still costs about three times raw
+aiohttp's CPU per request: httpx's own request and response layer (URL parsing and
+merging, header models, the cookie jar, the body stream) costs more than aiohttp's
+whole request (``benchmarks/RESULTS.md``). ``HttpCore`` needs very little of it: send
+a method, an absolute URL, query parameters, headers and a body; read back the status,
+the headers and the body. ``DirectClient`` does exactly that on one aiohttp session.
+
+httpx is still the interface wherever a user sees it: a client passed with
+``http_client=`` or a ``transport=`` goes through httpx as before, and while respx (or
+anything else) has patched httpcore, an automatic client sends through httpx so the
+mock sees the requests (``AutoClient``).
+
+Behaviour matches httpx's own path: the query string is encoded by httpx
+(``httpx.QueryParams``), errors are mapped to httpx's exceptions (``map_aiohttp_error``:
+"not sent" apart from "maybe sent"), no redirects, no cookies, no hidden second
+attempt, ``Content-Encoding`` decoded, httpx's ``Timeout`` applied to every request.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Mapping
+from typing import Final, final
+
+import aiohttp
+import httpx
+import yarl
+
+from agora_stt_async._transports.aiohttp import client_timeout, map_aiohttp_error, open_session
+
+__all__ = ["DirectClient", "DirectResponse"]
+
+_KEEPALIVE_EXPIRY_S: Final = 5.0
+"""httpx's default ``keepalive_expiry``."""
+_ENCODED: Final = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+"""A URL made only of these characters is sent as is (httpx would not change it)."""
+
+
+@final
+class DirectResponse:
+    """What ``HttpCore`` reads of a response: status, headers, body, URL."""
+
+    __slots__ = ("content", "headers", "status_code", "url")
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], content: bytes, url: str):
+        self.status_code = status_code
+        self.headers = headers
+        """Case-insensitive (aiohttp's ``CIMultiDictProxy``), like ``httpx.Headers``."""
+        self.content = content
+        self.url = url
+
+    @property
+    def request(self) -> DirectResponse:
+        """``response.request.url``, as on an ``httpx.Response``."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"<DirectResponse [{self.status_code}]>"
+
+
+def _url(target: str) -> yarl.URL:
+    # Already encoded (the SDK's paths, httpx's query string): no second quoting pass.
+    return yarl.URL(target, encoded=_ENCODED.fullmatch(target) is not None)
+
+
+@final
+class DirectClient:
+    """``HttpCore``'s requests on one aiohttp session (asyncio only; made in the loop).
+
+    Args:
+        max_connections: connections open at once (the SDK's ``max_in_flight``).
+        timeout: httpx's timeout, applied to every request as httpx would.
+        verify: TLS verification (``True``, ``False`` or an ``ssl.SSLContext``).
+        trust_env: route through proxies named in the environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        timeout: httpx.Timeout,
+        verify: ssl.SSLContext | bool = True,
+        trust_env: bool = False,
+    ) -> None:
+        self._max_connections = max_connections
+        self._timeout = client_timeout(timeout.as_dict())
+        self._verify = verify
+        self._trust_env = trust_env
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this client is closed")
+        self._session = open_session(
+            max_connections=self._max_connections,
+            keepalive_expiry=_KEEPALIVE_EXPIRY_S,
+            verify=self._verify,
+            trust_env=self._trust_env,
+            decompress=True,
+        )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> DirectResponse:
+        """Send one request; raise httpx's ``TransportError`` subclasses on failure."""
+        session = self._session or self._open()
+        target = f"{url}?{httpx.QueryParams(params)}" if params else url
+        try:
+            async with session.request(
+                method,
+                _url(target),
+                headers=headers,
+                data=content,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise map_aiohttp_error(exc, httpx.Request(method, target)) from exc
+        return DirectResponse(response.status, response.headers, body, target)
+
+    async def aclose(self) -> None:
+        """Close the session and its connections; later requests raise ``RuntimeError``."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
