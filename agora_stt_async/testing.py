@@ -15,6 +15,7 @@ only when pytest is installed, and need the extra (starlette, uvicorn) when used
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, final
 
@@ -54,14 +55,26 @@ class FakeClock:
         return self._monotonic
 
     def advance(self, seconds: float) -> float:
-        """Move both clocks forward by ``seconds`` (>= 0); return the new ``now()``."""
-        if seconds < 0:
-            raise ValueError("a clock never goes backwards")
+        """Move both clocks forward by ``seconds``; return the new ``now()``.
+
+        Raises:
+            ValueError: ``seconds`` is negative (a clock never goes backwards), NaN or
+                infinite (either would poison every later reading).
+        """
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"advance takes a finite number of seconds >= 0, got {seconds!r}")
         self._now += seconds
         self._monotonic += seconds
         return self._now
 
     async def sleep(self, seconds: float) -> None:
+        """Advance by ``seconds`` at once (negative or NaN: by 0), then yield.
+
+        ``sleep(math.inf)`` sleeps until cancelled, as on the real clock: jumping to
+        infinity would break every deadline after it.
+        """
+        if seconds == math.inf:
+            await anyio.sleep_forever()
         self.advance(max(0.0, seconds))
         await anyio.lowlevel.checkpoint()
 

@@ -5,10 +5,11 @@ Thin by design: each route reads its inputs, asks ``_validate`` to check them an
 (``_envelopes``). Routing is starlette's, without its middleware stack, so nothing but
 this module and ``_envelopes`` decides what goes on the wire.
 
-Order of checks for a documented route: fault draw (a pre-processing fault answers at
-once, state untouched) → Basic auth (401) → App ID (v7 403 / legacy 400 code 62) →
-the route's own checks → the world. A ``drop`` fault lets all of that happen, then sends
-the response headers and raises ``ConnectionDropped`` so the body never arrives.
+Order of checks for a documented route: the optional QPS limit (429, ``qps_limit``) →
+fault draw (a pre-processing fault answers at once, state untouched) → Basic auth
+(401) → App ID (v7 403 / legacy 400 code 62) → the route's own checks → the world. A
+``drop`` fault lets all of that happen, then sends the response headers and raises
+``ConnectionDropped`` so the body never arrives.
 """
 
 from __future__ import annotations
@@ -229,8 +230,11 @@ class EmulatorApp:
     ) -> None:
         """Serve one request of a documented route: faults, auth, the handler, errors."""
         self.requests[route] += 1
-        if self.config.qps_limit > 0:
-            wait = self._over_qps(str(scope.get("path_params", {}).get("app_id", "")))
+        app_id = str(scope.get("path_params", {}).get("app_id", ""))
+        # Only App IDs with STT are counted (any other is refused anyway): a flood of
+        # made-up App IDs must not grow the per-App-ID windows without bound.
+        if self.config.qps_limit > 0 and app_id in self.app_ids:
+            wait = self._over_qps(app_id)
             if wait is not None:
                 headers = {"Retry-After": str(wait)}
                 await json_response(RATE_LIMITED, 429, headers)(scope, receive, send)

@@ -125,7 +125,8 @@ class EmulatorConfig:
     # 10 per App ID. Off by default, and clearly not a documented STT behaviour.
     qps_limit: float = 0.0
     """Requests per second per App ID above which the emulator answers 429 with
-    ``Retry-After`` (a sliding one-second window of accepted requests); 0 = no limit."""
+    ``Retry-After`` (a sliding one-second window of accepted requests); 0 = no limit.
+    Only App IDs with STT enabled are limited (others are refused anyway)."""
     code20_status: int = 504
     """HTTP status of an injected code-20 timeout (the spec pairs none with code 20)."""
     control_api: bool = True

@@ -2,7 +2,8 @@
 
 Not part of Agora's API. It needs no credentials, is never faulted and is not counted in
 ``requests``; ``EmulatorConfig(control_api=False)`` removes it (its paths then answer the
-gateway's 404, like any unknown path). Errors are ``{"error": "..."}`` with 400 or 404.
+gateway's 404, like any unknown path). Errors are ``{"error": "..."}`` with 400, 404,
+405 (method) or 409 (a clock that cannot advance, a status that cannot be forced).
 
 =============================  ==============================================================
 ``GET  /_emulator/clock``      ``{"now": <unix s>}``
@@ -17,7 +18,8 @@ gateway's 404, like any unknown path). Errors are ``{"error": "..."}`` with 400 
 ``GET  /_emulator/channels/X`` ``{"channel": X, "hosts": n}``
 ``GET  /_emulator/agents/ID``  one agent in full (config, sequence, exit message)
 ``POST /_emulator/agents/ID``  ``{"status": "FAILED"|"RECOVERING"|"RUNNING"|"STOPPED",
-                               "message": ...}`` forces a status (the fault the API can't ask)
+                               "message": ...}`` forces a status (the fault the API can't ask);
+                               a STOPPING agent can only be forced to end (else 409)
 ``GET  /_emulator/tasks/ID``   one legacy task in full
 ``GET  /_emulator/events``     recent lifecycle events (``?limit=N``), the NCS seam
 ``GET  /_emulator/callbacks``  NCS callbacks: enabled, url, pending and counters
@@ -40,7 +42,7 @@ from starlette.routing import BaseRoute, Route
 
 from agora_stt_async._enums import AgentStatus
 from agora_stt_async.emulator._faults import FaultConfig
-from agora_stt_async.emulator._records import UnknownAgent
+from agora_stt_async.emulator._records import Agent, Task, TransitionRefused, UnknownAgent
 
 if TYPE_CHECKING:
     from agora_stt_async.emulator._app import EmulatorApp
@@ -171,13 +173,7 @@ class _Control:
         agent = self._app.world.find_agent(request.path_params["agent_id"])
         if agent is None:
             raise _ControlError("no such agent", 404)
-        return {
-            **agent.describe(),
-            "max_idle_time": agent.max_idle_time,
-            "last_sequence_id": agent.last_sequence_id,
-            "exit_message": agent.exit_message if agent.status.is_terminal else None,
-            "config": json.loads(agent.config),
-        }
+        return _detail(agent)
 
     async def set_agent(self, request: Request) -> object:
         body = await _body(request)
@@ -194,6 +190,8 @@ class _Control:
             )
         except UnknownAgent as exc:
             raise _ControlError("no such agent, or it has already ended", 404) from exc
+        except TransitionRefused as exc:
+            raise _ControlError(str(exc), 409) from exc
         except ValueError as exc:
             raise _ControlError(str(exc)) from exc
         return agent.describe()
@@ -202,13 +200,7 @@ class _Control:
         task = self._app.world.find_task(request.path_params["task_id"])
         if task is None:
             raise _ControlError("no such task", 404)
-        return {
-            **task.describe(),
-            "max_idle_time": task.max_idle_time,
-            "last_sequence_id": task.last_sequence_id,
-            "exit_message": task.exit_message if task.status.is_terminal else None,
-            "config": json.loads(task.config),
-        }
+        return _detail(task)
 
     async def events(self, request: Request) -> object:
         limit = _int(request.query_params.get("limit", "100"), "limit", 0, _LIST_LIMIT_MAX)
@@ -226,6 +218,17 @@ class _Control:
     async def reset(self, request: Request) -> object:
         self._app.reset()
         return {"now": self._app.world.advance(), **self._app.world.counts()}
+
+
+def _detail(job: Agent | Task) -> dict[str, object]:
+    """One agent or task in full: its summary, timers, sequence and stored config."""
+    return {
+        **job.describe(),
+        "max_idle_time": job.max_idle_time,
+        "last_sequence_id": job.last_sequence_id,
+        "exit_message": job.exit_message if job.status.is_terminal else None,
+        "config": json.loads(job.config),
+    }
 
 
 async def _body(request: Request) -> dict[str, object]:

@@ -91,9 +91,7 @@ def _render_v7(exc: Exception) -> Response:
             detail = f"an agent named {exc.agent.name!r} is already active in this project"
             return json_response({"detail": detail, "reason": "TaskConflict"}, 409)
         case UpdateTooSoon():
-            return json_response(
-                RATE_LIMITED, 429, {"Retry-After": str(math.ceil(exc.retry_after))}
-            )
+            return _too_soon(exc)
     raise exc
 
 
@@ -136,11 +134,10 @@ def _render_legacy(exc: Exception, route: str, repeat_status: int) -> Response:
         case UnknownTask():
             return json_response({"code": 404, "message": _NOT_FOUND_MESSAGE}, 404)
         case UpdateTooSoon():
-            return json_response(
-                RATE_LIMITED, 429, {"Retry-After": str(math.ceil(exc.retry_after))}
-            )
+            return _too_soon(exc)
     raise exc
 
 
 def _too_soon(exc: UpdateTooSoon) -> Response:
+    # SPEC-SILENT: a too-early update (spec §4.6 asks for 5 s) is rate limiting: 429.
     return json_response(RATE_LIMITED, 429, {"Retry-After": str(math.ceil(exc.retry_after))})

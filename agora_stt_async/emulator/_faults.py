@@ -90,8 +90,12 @@ class FaultConfig:
                 raise ValueError(f"weight of fault kind {kind} must be >= 0")
         if (self.rate or any(self.routes.values())) and not any(self.kinds.values()):
             raise ValueError("a fault rate needs at least one kind with a positive weight")
-        if self.retry_after < 0 or self.latency < 0 or self.base_latency < 0:
-            raise ValueError("retry_after, latency and base_latency must be >= 0")
+        if not all(
+            math.isfinite(value) and value >= 0
+            for value in (self.retry_after, self.latency, self.base_latency)
+        ):
+            # NaN or infinity would stall every request (or break anyio.sleep).
+            raise ValueError("retry_after, latency and base_latency must be finite and >= 0")
 
     def to_json(self) -> dict[str, object]:
         """The JSON form ``POST /_emulator/faults`` accepts."""

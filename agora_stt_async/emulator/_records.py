@@ -61,6 +61,15 @@ class UpdateTooSoon(WorldError):
         self.retry_after = retry_after
 
 
+class TransitionRefused(WorldError):
+    """Control API: a forced status the agent's current one cannot lead to."""
+
+    def __init__(self, current: AgentStatus, wanted: AgentStatus) -> None:
+        super().__init__(f"cannot force {current.value} to {wanted.value}")
+        self.current = current
+        self.wanted = wanted
+
+
 class TokenUnparsable(WorldError):
     """A builder token this emulator never issued (or garbled)."""
 
@@ -103,6 +112,7 @@ class Agent:
         "create_ts",
         "created_at",
         "exit_message",
+        "joined",
         "last_sequence_id",
         "last_update_at",
         "max_idle_time",
@@ -129,6 +139,7 @@ class Agent:
         self.status = status
         self.stopping_at = 0.0
         self.exit_message = MESSAGE_OK
+        self.joined = False  # its 101 (agent joined) was emitted: on its first RUNNING
         self.last_sequence_id: int | None = None
         self.last_update_at: float | None = None
         self.wake_at: float | None = None

@@ -100,19 +100,9 @@ class Validator:
         """Validate a v7 join body; raises ``InvalidBody`` or ``SchemaError``."""
         data = _as_object(body)
         self._check(data, JOIN, "")
-        rtc = _get(data, "rtcConfig")
-        assert isinstance(rtc, dict)
-        _check_rtc(rtc, "rtcConfig")
-        languages = _get(data, "languages")
-        assert isinstance(languages, list)
-        _check_pairs(_get(data, "translateConfig.languages"), languages, legacy=False)
-        _check_uid_languages(_get(data, "uidLanguagesConfig"))
-        _check_caption(data, legacy=False)
-        idle = data.get("maxIdleTime", C.MAX_IDLE_TIME_DEFAULT_S)
-        assert isinstance(idle, int)
         name = data["name"]
         assert isinstance(name, str)
-        return JoinSpec(channel=str(rtc["channelName"]), max_idle_time=idle, config=data, name=name)
+        return _cross_checked(data, legacy=False, name=name)
 
     def update(self, body: object, sequence_id: str | None, update_mask: str | None) -> UpdateSpec:
         """Validate a v7 update: query parameters first, then the body and the mask."""
@@ -162,17 +152,7 @@ class Validator:
                 config=data,
             )
         self._check(data, self._legacy_start, "")
-        rtc = data["rtcConfig"]
-        assert isinstance(rtc, dict)
-        _check_rtc(rtc, "rtcConfig")
-        languages = data["languages"]
-        assert isinstance(languages, list)
-        _check_pairs(_get(data, "translateConfig.languages"), languages, legacy=True)
-        _check_uid_languages(_get(data, "uidLanguagesConfig"))
-        _check_caption(data, legacy=True)
-        idle = data.get("maxIdleTime", C.MAX_IDLE_TIME_DEFAULT_S)
-        assert isinstance(idle, int)
-        return JoinSpec(channel=str(rtc["channelName"]), max_idle_time=idle, config=data)
+        return _cross_checked(data, legacy=True)
 
     def legacy_update(
         self, body: object, sequence_id: str | None, update_mask: str | None
@@ -290,6 +270,23 @@ class Validator:
 
 
 # --- cross-field rules -------------------------------------------------------------------------
+
+
+def _cross_checked(data: dict[str, object], *, legacy: bool, name: str = "") -> JoinSpec:
+    """The cross-field rules of a join or legacy start body its table has passed."""
+    rtc = data["rtcConfig"]
+    assert isinstance(rtc, dict)
+    _check_rtc(rtc, "rtcConfig")
+    languages = data["languages"]
+    assert isinstance(languages, list)
+    _check_pairs(_get(data, "translateConfig.languages"), languages, legacy=legacy)
+    _check_uid_languages(_get(data, "uidLanguagesConfig"))
+    _check_caption(data, legacy=legacy)
+    idle = data.get("maxIdleTime")
+    if idle is None:  # absent, or null (which the tables treat as absent)
+        idle = C.MAX_IDLE_TIME_DEFAULT_S
+    assert isinstance(idle, int)
+    return JoinSpec(channel=str(rtc["channelName"]), max_idle_time=idle, config=data, name=name)
 
 
 def _check_rtc(rtc: Mapping[str, object], path: str) -> None:

@@ -1,6 +1,6 @@
 """The emulated service's state: agents, legacy tasks, builder tokens and channels.
 
-Rule 1: no HTTP here. Methods take validated values (``_schema``) and return records or
+Rule 1: no HTTP here. Methods take validated values (``_validate``) and return records or
 raise a ``WorldError``; ``_app`` owns the wire. Rule 2: all time comes from the injected
 clock, all randomness from one ``random.Random`` seeded by the caller, so a run replays.
 
@@ -55,6 +55,7 @@ from agora_stt_async.emulator._records import (
     TaskTokenMismatch,
     TokenExpired,
     TokenOfOtherApp,
+    TransitionRefused,
     UnknownAgent,
     UnknownCursor,
     UnknownTask,
@@ -243,6 +244,9 @@ class World:
 
     def _emit(self, kind: EventKind, job: Job, at: float) -> None:
         left = kind in ("agent_left", "task_stopped")
+        if kind == "agent_joined":
+            assert isinstance(job, Agent)
+            job.joined = True
         event = WorldEvent(
             kind=kind,
             at=at,
@@ -360,7 +364,11 @@ class World:
         return Page(items, total, items[-1].agent_id if more and items else "")
 
     def set_agent_status(self, agent_id: str, status: AgentStatus, message: str | None) -> Agent:
-        """Control API: force a status (RECOVERING, RUNNING, FAILED, STOPPED) on any app's agent."""
+        """Control API: force a status (RECOVERING, RUNNING, FAILED, STOPPED) on any app's agent.
+
+        ``UnknownAgent`` if it is unknown or ended; ``TransitionRefused`` to bring a
+        STOPPING agent back (it may only end); ``ValueError`` for any other status.
+        """
         self.advance()
         agent = self._agents.get(agent_id)
         if agent is None:
@@ -368,6 +376,13 @@ class World:
         now = self._now
         if agent.status.is_terminal:
             raise UnknownAgent(agent_id)
+        if agent.status is AgentStatus.STOPPING and status not in (
+            AgentStatus.FAILED,
+            AgentStatus.STOPPED,
+        ):
+            # spec §4.3: STOPPING only ever ends (STOPPED, or FAILED if the exit fails);
+            # an agent told to leave never comes back.
+            raise TransitionRefused(agent.status, status)
         if status is AgentStatus.FAILED:
             agent.exit_message = message or "RTC connection error"
             self._finish(agent, now, failed=True)
@@ -375,9 +390,9 @@ class World:
             agent.exit_message = message or MESSAGE_OK
             self._finish(agent, now)
         elif status in (AgentStatus.RECOVERING, AgentStatus.RUNNING):
-            was_starting = agent.status is AgentStatus.STARTING
             self._set_agent_status(agent, status)
-            if was_starting and status is AgentStatus.RUNNING:
+            if status is AgentStatus.RUNNING and not agent.joined:
+                # The first RUNNING is the join (101), also after STARTING → RECOVERING.
                 self._emit("agent_joined", agent, now)
         else:
             raise ValueError(f"cannot force status {status.value}")

@@ -197,3 +197,20 @@ async def test_ids_are_reproducible_from_the_seed(clock: EmulatorClock) -> None:
     first, again, other = await ids(5), await ids(5), await ids(6)
     assert first == again
     assert all(a != b for a, b in zip(first, other, strict=True))
+
+
+async def test_qps_limit_counts_only_enabled_app_ids(clock: EmulatorClock) -> None:
+    """With qps_limit on, requests for App IDs without STT are refused as usual (403),
+    never rate limited, and leave no per-App-ID window behind (memory stays bounded);
+    the enabled App ID keeps its whole quota."""
+    from agora_stt_async.emulator import EmulatorConfig
+
+    app = create_app(EmulatorConfig(qps_limit=2), clock=clock)
+    async with make_client(app) as client:
+        for i in range(50):
+            other = f"/api/speech-to-text/v1/projects/madeup{i:026d}/agents"
+            assert (await client.get(other)).status_code == 403
+        assert len(app._accepted) == 0
+        statuses = [(await client.get(f"{V7}/agents")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert set(app._accepted) == {APP_ID}

@@ -153,6 +153,38 @@ async def test_forcing_an_ended_agent_is_404(client: ConformanceClient) -> None:
     assert (await client.post(url, json={"status": "FAILED"})).status_code == 404
 
 
+@pytest.mark.parametrize("wanted", ["RUNNING", "RECOVERING"])
+async def test_control_stopping_agent_cannot_be_revived(
+    client: ConformanceClient, clock: EmulatorClock, wanted: str
+) -> None:
+    """A STOPPING agent (it was told to leave) can be forced to end, never back to life: 409."""
+    agent = (await client.post(f"{V7}/join", json=join_body())).json()
+    url = f"/_emulator/agents/{agent['agent_id']}"
+    clock.advance(1)
+    assert (await client.post(f"{V7}/agents/{agent['agent_id']}/leave")).status_code == 200
+    refused = await client.post(url, json={"status": wanted})
+    assert refused.status_code == 409
+    assert refused.json() == {"error": f"cannot force STOPPING to {wanted}"}
+    assert (await client.get(f"{V7}/agents/{agent['agent_id']}")).json()["status"] == "STOPPING"
+    assert (await client.post(url, json={"status": "FAILED"})).status_code == 200
+    assert (await client.get(f"{V7}/agents/{agent['agent_id']}")).json()["status"] == "FAILED"
+
+
+async def test_control_first_running_after_recovering_emits_joined(
+    client: ConformanceClient,
+) -> None:
+    """STARTING → RECOVERING → RUNNING emits the agent's 101 once, when it first runs."""
+    agent = (await client.post(f"{V7}/join", json=join_body())).json()
+    url = f"/_emulator/agents/{agent['agent_id']}"
+    assert (await client.post(url, json={"status": "RECOVERING"})).status_code == 200
+    assert (await client.get("/_emulator/events")).json()["events"] == []
+    assert (await client.post(url, json={"status": "RUNNING"})).status_code == 200
+    assert (await client.post(url, json={"status": "RECOVERING"})).status_code == 200
+    assert (await client.post(url, json={"status": "RUNNING"})).status_code == 200
+    events = (await client.get("/_emulator/events")).json()["events"]
+    assert [(e["kind"], e["id"]) for e in events] == [("agent_joined", agent["agent_id"])]
+
+
 async def test_events_record_joins_and_exits(
     client: ConformanceClient, clock: EmulatorClock
 ) -> None:

@@ -238,6 +238,21 @@ async def test_bad_fault_configs_are_refused(client: ConformanceClient, fault_co
     assert (await client.get(f"{V7}/agents")).status_code == 503
 
 
+@pytest.mark.parametrize(
+    "raw", [b'{"latency": NaN}', b'{"base_latency": Infinity}', b'{"latency": -Infinity}']
+)
+async def test_non_finite_fault_latencies_are_refused(
+    client: ConformanceClient, raw: bytes
+) -> None:
+    """NaN or infinite latencies (JSON extensions json.loads accepts) are refused with 400:
+    they would stall every request."""
+    response = await client.post(
+        "/_emulator/faults", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert (await client.get("/_emulator/faults")).json()["latency"] == 0.2
+
+
 def test_fault_config_round_trips_through_json() -> None:
     """FaultConfig.from_json(config.to_json()) is the same config."""
     config = FaultConfig(

@@ -421,3 +421,10 @@ async def test_legacy_non_json_body_is_code_2(client: ConformanceClient) -> None
     assert response.status_code == 400
     assert response.json()["code"] == 2
     assert response.json()["message"].startswith("body schema check fail")
+
+
+async def test_start_null_max_idle_time_is_the_default(client: ConformanceClient) -> None:
+    """``"maxIdleTime": null`` on a legacy start counts as absent (30 s)."""
+    task = await start(client, await acquire(client), maxIdleTime=None)
+    detail = await client.get(f"/_emulator/tasks/{task['taskId']}")
+    assert detail.json()["max_idle_time"] == 30

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -36,6 +37,30 @@ def test_emulator_imports_nothing_else_of_the_sdk() -> None:
                     "agora_stt_async.emulator"
                 ):
                     assert any(name.startswith(m) for m in ALLOWED_SDK_MODULES), (path.name, name)
+
+
+def test_fake_clock_refuses_non_finite_advances() -> None:
+    """FakeClock.advance refuses negative, NaN and infinite steps: time stays usable."""
+    from agora_stt_async.testing import FakeClock  # after pytest_plugins has loaded it
+
+    clock = FakeClock(start=100.0)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="advance"):
+            clock.advance(bad)
+    assert (clock.now(), clock.monotonic()) == (100.0, 1000.0)
+
+
+async def test_fake_clock_infinite_sleep_waits_until_cancelled() -> None:
+    """sleep(inf) on a FakeClock sleeps until cancelled, as on the real clock."""
+    from agora_stt_async.testing import FakeClock
+
+    clock = FakeClock(start=100.0)
+    with anyio.move_on_after(0.05) as scope:
+        await clock.sleep(float("inf"))
+    assert scope.cancelled_caught
+    assert clock.now() == 100.0
+    await clock.sleep(float("nan"))
+    assert clock.now() == 100.0
 
 
 def test_public_names() -> None:

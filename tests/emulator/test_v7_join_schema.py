@@ -309,3 +309,11 @@ def test_valid_join_bodies_match_openapi() -> None:
             validate_request("JoinRequest", body)
             checked += 1
     assert checked == len(VALID) - 3
+
+
+async def test_join_null_max_idle_time_is_the_default(client: ConformanceClient) -> None:
+    """``"maxIdleTime": null`` counts as absent (30 s), like every other null field."""
+    response = await client.post(f"{V7}/join", json=join_body(maxIdleTime=None))
+    assert response.status_code == 200, response.text
+    detail = await client.get(f"/_emulator/agents/{response.json()['agent_id']}")
+    assert detail.json()["max_idle_time"] == 30
