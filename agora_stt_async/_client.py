@@ -8,6 +8,7 @@ returns a model; nothing here touches httpx directly.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import math
 import os
@@ -140,10 +141,30 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check_base_url(url: str, *, allow_insecure: bool) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base URL must be http(s)://host[:port], got {url!r}")
+def _check_base_url(url: object, *, allow_insecure: bool) -> str:
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a base URL must be a string, not {type(url).__name__}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        parts = None
+    if parts is not None and (parts.username is not None or parts.password is not None):
+        # Not echoed: it carries a password, which would otherwise reach reprs, hook
+        # events, spans and error messages through the base URL.
+        raise ConfigurationError(
+            "a base URL must not carry credentials (user:password@host); pass "
+            "customer_id and customer_secret instead"
+        )
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+    ):
+        shown = "(not shown: it has an '@')" if "@" in url else repr(url)
+        raise ConfigurationError(f"base URL must be http(s)://host[:port][/path], got {shown}")
     if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
         raise ConfigurationError(
             f"refusing plain http:// to {parts.hostname}: credentials would travel "
@@ -575,7 +596,8 @@ class AsyncClient:
         area: opt-in regional routing (``"US"``, ``"EU"``, ``"AP"``, ``"CN"``) over
             Agora's regional gateways with failover; exclusive with ``base_url(s)``.
         base_urls: an explicit list of hosts tried in order, with failover.
-        timeout: seconds per request (or an ``httpx.Timeout``).
+        timeout: seconds per request (or an ``httpx.Timeout``); with ``http_client``,
+            that client's own timeout applies instead.
         retry: the ``RetryPolicy`` for every call (each method also takes ``retry=``).
         http_client: your own ``httpx.AsyncClient`` (never closed by this client).
         transport: an httpx transport for the client this one creates (e.g.
@@ -733,11 +755,19 @@ class AsyncClient:
         ``status_code`` and ``request_id``). For listing, each page has ``response``.
 
         Raises:
-            UsageError: ``method`` sent no request (e.g. ``agents.list``, which is not
-                awaitable: iterate its ``pages()`` instead).
+            UsageError: ``method`` is not awaitable (e.g. ``agents.list``: iterate its
+                ``pages()`` instead) or sent no request.
         """
+        if not callable(method):
+            raise UsageError(f"with_raw_response: {method!r} is not a method to call")
         with capture_responses() as found:
-            parsed = await method(*args, **kwargs)
+            pending = method(*args, **kwargs)
+            if not inspect.isawaitable(pending):
+                raise UsageError(
+                    "with_raw_response: the method is not awaitable (agents.list() is "
+                    "iterated instead: each page has its own .response)"
+                )
+            parsed = await pending
         if not found:
             raise UsageError("with_raw_response: the call sent no request")
         return RawResponse(parsed=parsed, info=found[-1])

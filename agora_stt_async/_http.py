@@ -18,6 +18,7 @@ import base64
 import json
 import logging
 import random
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,7 +31,6 @@ import httpx
 
 from agora_stt_async._clock import Clock
 from agora_stt_async._errors import (
-    AgoraSTTError,
     APIError,
     ConfigurationError,
     ConnectError,
@@ -39,15 +39,17 @@ from agora_stt_async._errors import (
     ResponseError,
     TransportError,
     UsageError,
+    ValidationError,
     error_from_response,
 )
 from agora_stt_async._hosts import HostPool, counts_as_host_failure
 from agora_stt_async._models.common import ResponseInfo
-from agora_stt_async._ratelimit import EndpointGroup, RateLimiter
+from agora_stt_async._ratelimit import EndpointGroup, RateLimiter, Reservation
 from agora_stt_async._retry import RetryPolicy, RetryState, decide
 from agora_stt_async._secrets import Secret, redact_url
 from agora_stt_async._stats import ClientStatistics, StatsRecorder
 from agora_stt_async._transports import AutoClient, auto_client
+from agora_stt_async._version import __version__
 from agora_stt_async.hooks import (
     CallCompleted,
     Hooks,
@@ -62,6 +64,9 @@ from agora_stt_async.hooks import (
 logger: Final = logging.getLogger("agora_stt_async")
 
 REQUEST_ID_HEADER: Final = "X-Request-Id"
+USER_AGENT: Final = f"agora-stt-async/{__version__}"
+"""Sent by the clients the SDK creates, so both paths (aiohttp, httpx) say the same;
+a caller's ``http_client`` keeps its own."""
 
 
 @attrs.frozen
@@ -117,7 +122,8 @@ class _InFlight:
     ``anyio.CapacityLimiter``'s ``async with`` yields to the loop on every entry, which
     on asyncio costs about 0.1 ms of CPU per request (a whole loop iteration); the
     request that follows is a checkpoint anyway. Waiters keep their FIFO order:
-    ``acquire_nowait`` refuses while anyone is queued.
+    ``acquire_nowait`` refuses while anyone is queued. ``HttpCore._admit`` takes a slot
+    and ``HttpCore._attempt`` gives it back once the response is read.
     """
 
     __slots__ = ("_limiter",)
@@ -125,13 +131,13 @@ class _InFlight:
     def __init__(self, total: int) -> None:
         self._limiter = anyio.CapacityLimiter(total)
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> None:
         try:
             self._limiter.acquire_nowait()
         except anyio.WouldBlock:
             await self._limiter.acquire()
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def release(self) -> None:
         self._limiter.release()
 
 
@@ -164,6 +170,30 @@ class _BorrowedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         pass
+
+
+_CLOSED: Final = "this AsyncClient is closed; create a new one"
+
+# SPEC-SILENT: the docs say nothing of X-Request-Id's form. Accepted: what both paths
+# (httpx, aiohttp) send unchanged as a header value: 1 to 256 visible ASCII characters.
+# Anything else would fail inside the HTTP library with an untyped error (a newline, a
+# non-ASCII letter) or be sent mangled.
+_REQUEST_ID: Final = re.compile(r"[\x21-\x7e]{1,256}")
+
+
+def _check_request_id(value: object) -> str | None:
+    """``value`` if it can be sent as ``X-Request-Id``; ``None``/``""``: generate one.
+
+    Raises:
+        ValidationError: not a string of 1 to 256 visible ASCII characters.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        raise ValidationError(
+            "request_id", "must be 1 to 256 visible ASCII characters (no space)", value
+        )
+    return value
 
 
 def _translate(exc: httpx.HTTPError, method: str, url: str) -> TransportError:
@@ -230,7 +260,6 @@ class HttpCore:
                     transport=_BorrowedTransport(transport), timeout=timeout, limits=limits
                 )
             self._owns_client = True
-        self._timeout = timeout
 
     @property
     def base_urls(self) -> tuple[str, ...]:
@@ -264,19 +293,23 @@ class HttpCore:
             APIError: the server answered with a failure (after any retries).
             TransportError: no answer (after any retries); see ``maybe_processed``.
             ResponseError: a 200 whose body is not JSON.
-            UsageError: the client is closed.
+            UsageError: the client (or the ``http_client`` passed in) is closed, also
+                when that happens while the call waits.
+            ValidationError: ``request_id`` cannot be sent as a header.
         """
         if self._closed:
-            raise UsageError("this AsyncClient is closed; create a new one")
+            raise UsageError(_CLOSED)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {retry!r}")
         policy = retry or self._retry
-        request_id = request_id or f"sdk_{uuid.uuid4().hex}"
+        request_id = _check_request_id(request_id) or f"sdk_{uuid.uuid4().hex}"
         headers = {
             "Authorization": self._auth.reveal(),
             REQUEST_ID_HEADER: request_id,
             "Accept": "application/json",
         }
+        if self._owns_client:
+            headers["User-Agent"] = USER_AGENT
         content: bytes | None = None
         if json_body is not None:
             content = json.dumps(json_body, separators=(",", ":")).encode()
@@ -286,10 +319,21 @@ class HttpCore:
             self._budget.record_request(self._clock.monotonic())
         self.stats.record_call(endpoint.name)
         hooks = self.hooks
+        delay = 0.0
+        spent_at: float | None = None  # when the pending retry took a retry-budget token
         try:
             while True:
-                if self.rate_limiter is not None:
-                    await self._take_token(self.rate_limiter, endpoint, request_id)
+                try:
+                    if delay > 0:
+                        await self._clock.sleep(delay)
+                    await self._admit(endpoint, request_id)
+                except BaseException:
+                    # The retry is never sent (cancelled, or the client closed meanwhile):
+                    # its retry-budget token goes back.
+                    if spent_at is not None and self._budget is not None:
+                        self._budget.refund(spent_at, self._clock.monotonic())
+                    raise
+                spent_at = None
                 base_url = self._hosts.current(self._clock.monotonic())
                 url = base_url + path
                 try:
@@ -301,12 +345,13 @@ class HttpCore:
                     self._completed(endpoint, request_id, state, error)
                     raise
                 except (APIError, TransportError) as error:
+                    now = self._clock.monotonic()
                     decision = decide(
                         policy,
                         state,
                         error,
                         idempotent=endpoint.idempotent,
-                        now=self._clock.monotonic(),
+                        now=now,
                         rng=self._rng,
                         budget=self._budget,
                     )
@@ -338,8 +383,9 @@ class HttpCore:
                             )
                         )
                     state = state.increment(decision, error)
-                    if decision.delay > 0:
-                        await self._clock.sleep(decision.delay)
+                    delay = decision.delay
+                    if self._budget is not None and policy.budget is not None:
+                        spent_at = now  # decide() took a token at that time
                 else:
                     captured = _CAPTURE.get()
                     if captured is not None:
@@ -347,7 +393,9 @@ class HttpCore:
                     self._completed(endpoint, request_id, state, None, exchange.info)
                     return exchange
         except BaseException as exc:
-            if not isinstance(exc, AgoraSTTError):  # a cancellation: reported, then raised
+            # Failures of an attempt were reported above; anything else (a cancellation,
+            # the client closed during a wait) is reported here, then raised.
+            if not isinstance(exc, (APIError, TransportError, ResponseError)):
                 self._completed(endpoint, request_id, state, exc)
             raise
 
@@ -378,14 +426,35 @@ class HttpCore:
             )
         )
 
-    async def _take_token(self, limiter: RateLimiter, endpoint: Endpoint, request_id: str) -> None:
-        """Wait for the rate limiter's token. A cancelled wait gives the token back; a
-        429 that reschedules everything (``epoch``) sends the waiter to queue again."""
+    async def _admit(self, endpoint: Endpoint, request_id: str) -> None:
+        """Wait for a rate-limit token, then for a slot in flight (held on return; the
+        attempt releases it). A wait that ends without sending (cancelled, or the client
+        closed meanwhile) gives back what it took: nothing is charged for it."""
+        limiter = self.rate_limiter
+        reservation = None
+        if limiter is not None:
+            reservation = await self._take_token(limiter, endpoint, request_id)
+        try:
+            await self._limiter.acquire()
+            if self._closed or self._client.is_closed:
+                self._limiter.release()
+                raise UsageError(_CLOSED if self._closed else "the http_client passed in is closed")
+        except BaseException:
+            if limiter is not None and reservation is not None:
+                limiter.cancel(reservation, self._clock.monotonic())
+            raise
+
+    async def _take_token(
+        self, limiter: RateLimiter, endpoint: Endpoint, request_id: str
+    ) -> Reservation:
+        """Wait for the rate limiter's token and return it. A cancelled wait gives the
+        token back; a 429 that reschedules everything (``epoch``) sends the waiter to
+        queue again."""
         clock = self._clock
         while True:
             reservation = limiter.reserve(endpoint.group, clock.monotonic())
             if reservation.wait <= 0:
-                return
+                return reservation
             if self.hooks.wants(RateLimitedWait):
                 self.hooks.emit(
                     RateLimitedWait(
@@ -402,7 +471,7 @@ class HttpCore:
                 limiter.cancel(reservation, clock.monotonic())
                 raise
             if limiter.still_valid(reservation):
-                return
+                return reservation
             limiter.cancel(reservation, clock.monotonic())
 
     def _rate_feedback(self, status: int, retry_after: float | None) -> None:
@@ -448,7 +517,7 @@ class HttpCore:
                 )
             )
         started = self._clock.monotonic()
-        async with self._limiter:
+        try:  # the slot in flight was taken by _admit
             try:
                 response = await self._client.request(
                     endpoint.method, url, params=params, content=content, headers=headers
@@ -475,6 +544,8 @@ class HttpCore:
                         )
                     )
                 raise error from None
+        finally:
+            self._limiter.release()
         elapsed = self._clock.monotonic() - started
         status = response.status_code
         answered_id = response.headers.get(REQUEST_ID_HEADER) or request_id

@@ -542,6 +542,20 @@ class RetryBudget:
         self._sum -= self._WITHDRAWAL
         return True
 
+    def refund(self, spent_at: float, now: float) -> None:
+        """Give back the token a retry took at ``spent_at`` but never used (the call was
+        cancelled before that retry was sent). A withdrawal that has already expired
+        from the window is not given back: the window no longer counts it."""
+        index = self._advance(now)
+        assert self._head is not None  # set by _advance
+        age = self._head - math.floor(spent_at / self._slice_s)
+        if age >= len(self._buckets):
+            return
+        if age > 0:
+            index = (self._head - age) % len(self._buckets)
+        self._buckets[index] += self._WITHDRAWAL
+        self._sum += self._WITHDRAWAL
+
     def available(self, now: float) -> float:
         """Tokens available at ``now`` (retries that would be allowed), never negative."""
         self._advance(now)

@@ -27,11 +27,14 @@ from agora_stt_async import (
     RateLimitError,
     RequestTimeout,
     ResponseError,
+    RetryBudgetConfig,
     RetryPolicy,
     RtcConfig,
     ServerError,
     UsageError,
+    ValidationError,
 )
+from agora_stt_async.hooks import CallCompleted, HookEvent
 
 pytestmark = pytest.mark.anyio
 
@@ -460,6 +463,101 @@ def no_requests() -> respx.MockRouter:
     return respx.mock(assert_all_called=False, assert_all_mocked=True)
 
 
+async def test_http_closed_http_client_is_usage_error():
+    """A caller's http_client closed by its owner: UsageError, not httpx's RuntimeError."""
+    http_client = httpx.AsyncClient(transport=RecordingTransport())
+    await http_client.aclose()
+    async with make_client(http_client=http_client, transport=None) as client:
+        with anyio.fail_after(5), pytest.raises(UsageError, match="http_client"):
+            await client.agents.get("a1")
+
+
+class GateClock(FakeClock):
+    """Like FakeClock, but a sleep lasts until ``gate`` is set (forever if it never is)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.waiting = anyio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.waiting.set()
+        await self.gate.wait()
+        self.t += seconds
+
+
+async def test_http_close_during_a_retry_wait_is_usage_error():
+    """aclose() while a call waits to retry ends that call with UsageError (never a bare
+    RuntimeError from the closed pool), and CallCompleted reports it."""
+    clock = GateClock()
+    client = make_client(transport=None, clock=clock, retry=RetryPolicy(jitter="none"))
+    events: list[HookEvent] = []
+    client.hooks.subscribe(events.append, CallCompleted)
+    raised: list[BaseException] = []
+
+    async def call() -> None:
+        try:
+            await client.agents.get("a1")
+        except RuntimeError as exc:  # UsageError is one; so was the bug
+            raised.append(exc)
+
+    with mock() as router:
+        router.get(f"{V7}/agents/a1").respond(503, json={"message": "busy"})
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                await clock.waiting.wait()
+                await client.aclose()
+                clock.gate.set()
+    assert len(raised) == 1
+    assert isinstance(raised[0], UsageError)
+    assert [(e.error, e.attempts) for e in events if isinstance(e, CallCompleted)] == [
+        ("UsageError", 2)
+    ]
+
+
+async def test_http_cancelled_retry_wait_gives_the_budget_token_back():
+    """A call cancelled while it waits to retry gives its retry-budget token back: the
+    retry it paid for was never sent."""
+    clock = GateClock()
+    one_token = RetryBudgetConfig(ratio=0.0, min_per_s=0.1, window_s=10.0)
+    policy = RetryPolicy(jitter="none", budget=one_token)
+    async with make_client(clock=clock, retry=policy) as client:
+        with mock() as router:
+            busy = httpx.Response(503, json={"message": "busy"})
+            router.get(f"{V7}/agents/a1").mock(
+                side_effect=[busy, busy, httpx.Response(200, json=AGENT)]
+            )
+            with anyio.fail_after(5):
+                with anyio.CancelScope() as scope:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(client.agents.get, "a1")
+                        await clock.waiting.wait()
+                        scope.cancel()  # the only token was taken for this retry
+                clock.gate.set()
+                agent = await client.agents.get("a1")  # 503, then retried with the token
+    assert agent.agent_id == "a1"
+    assert len(clock.sleeps) == 2
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    [
+        pytest.param("a\nb", id="newline"),
+        pytest.param("r\u00e9", id="non-ascii"),
+        pytest.param("two words", id="space"),
+        pytest.param("x" * 257, id="too-long"),
+        pytest.param(7, id="not-a-string"),
+    ],
+)
+async def test_http_request_id_refused_before_sending(request_id):
+    """A request id that cannot travel as a header is a ValidationError; nothing is sent."""
+    async with make_client() as client:
+        with no_requests(), pytest.raises(ValidationError, match="request_id"):
+            await client.agents.get("a1", request_id=request_id)
+
+
 # --- configuration ----------------------------------------------------------------------
 
 
@@ -557,6 +655,10 @@ def test_http_insecure_refused(url, monkeypatch):
     [
         pytest.param({"base_url": "ftp://h"}, id="scheme"),
         pytest.param({"base_url": "https://"}, id="no-host"),
+        pytest.param({"base_url": "http://[::1"}, id="unparsable"),
+        pytest.param({"base_url": "https://api.agora.io:99999"}, id="port-out-of-range"),
+        pytest.param({"base_url": "https://api.agora.io?x=1"}, id="query"),
+        pytest.param({"base_urls": [5]}, id="not-a-string"),
         pytest.param({"base_url": "https://a", "area": "us"}, id="url-and-area"),
         pytest.param({"area": "mars"}, id="unknown-area"),
         pytest.param({"base_urls": []}, id="empty-urls"),
@@ -570,6 +672,20 @@ def test_http_bad_configuration(kwargs):
     """Unusable options are ConfigurationErrors at construction."""
     with pytest.raises(ConfigurationError):
         AsyncClient(app_id="a", customer_id="b", customer_secret="c", **kwargs)
+
+
+def test_http_base_url_with_credentials_refused_without_echo():
+    """A base URL carrying user:password is refused, and the password is not repeated
+    (it would otherwise sit in repr(client), hook events, spans and errors)."""
+    with pytest.raises(ConfigurationError) as info:
+        AsyncClient(
+            app_id="a",
+            customer_id="b",
+            customer_secret="c",
+            base_url="https://user:hunter2@api.agora.io",
+        )
+    assert "hunter2" not in str(info.value)
+    assert "credentials" in str(info.value)
 
 
 async def test_http_client_and_transport_refused():

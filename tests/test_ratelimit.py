@@ -275,6 +275,33 @@ async def test_ratelimit_cancelled_wait_takes_no_token():
 
 
 @pytest.mark.anyio
+async def test_ratelimit_cancelled_wait_for_a_slot_takes_no_token():
+    """A call that has its token but is cancelled while it waits for a slot in flight
+    (max_in_flight) gives the token back: no request was sent for it."""
+    arrived, release = anyio.Event(), anyio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        arrived.set()
+        await release.wait()
+        return httpx.Response(200, json=AGENT)
+
+    clock = RecordingClock()
+    limiter = RateLimiter(RateLimit(rate=1.0, burst=2, query=None, adaptive=False))
+    async with make_client(slow, clock, rate_limit=limiter, max_in_flight=1) as client:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.agents.get, "a1")  # token 1 and the only slot
+                await arrived.wait()
+                with anyio.move_on_after(0.05) as scope:
+                    await client.agents.get("a1")  # token 2, then waits for the slot
+                assert scope.cancelled_caught
+                release.set()
+    assert clock.sleeps == []
+    # Token 2 is back: one is left, so the next request goes at once.
+    assert limiter.reserve("query", clock.monotonic()).wait == 0.0
+
+
+@pytest.mark.anyio
 async def test_ratelimit_429_adapts_and_honours_retry_after():
     """A 429 with Retry-After: the retry waits for it, the rate drops, a hook says so."""
     clock = RecordingClock()

@@ -123,6 +123,8 @@ async def test_raw_response_errors_and_misuse(app: EmulatorApp):
 
         with pytest.raises(UsageError):
             await client.with_raw_response(nothing)
+        with pytest.raises(UsageError, match="not awaitable"):  # was a bare TypeError
+            await client.with_raw_response(client.agents.list)  # type: ignore[arg-type]
 
 
 async def test_raw_response_pages_carry_their_exchange(app: EmulatorApp):

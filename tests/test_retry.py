@@ -477,6 +477,27 @@ def test_budget_long_idle_gap_resets() -> None:
     assert budget.available(1e9) == 10.0
 
 
+def test_budget_refund_gives_an_unused_token_back() -> None:
+    """A token refunded within the window is available again, in the slice it left."""
+    budget = RetryBudget(RetryBudgetConfig(ratio=0.0, min_per_s=0.1, window_s=10.0))
+    assert budget.try_spend(0.0)
+    assert not budget.try_spend(3.0)
+    budget.refund(0.0, 3.0)
+    assert budget.available(3.0) == 1.0
+    assert budget.try_spend(3.0)
+    assert budget.available(9.99) == 0.0
+    assert budget.available(10.0) == 0.0  # the refund left with its slice; the 3.0 spend stays
+    assert budget.available(13.0) == 1.0
+
+
+def test_budget_refund_after_expiry_adds_nothing() -> None:
+    """A withdrawal that already left the window is not refunded a second time."""
+    budget = RetryBudget(RetryBudgetConfig(ratio=0.0, min_per_s=0.1, window_s=10.0))
+    assert budget.try_spend(0.0)
+    budget.refund(0.0, 12.0)
+    assert budget.available(12.0) == 1.0
+
+
 def test_budget_rejects_bad_slices() -> None:
     """The ring needs at least one slice."""
     with pytest.raises(ConfigurationError, match="slices"):

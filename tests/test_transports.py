@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import pickle
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -35,8 +36,9 @@ from agora_stt_async._errors import (
     ConnectionLost,
     NotFoundError,
     RequestTimeout,
+    ValidationError,
 )
-from agora_stt_async._http import _translate
+from agora_stt_async._http import USER_AGENT, _translate
 from agora_stt_async._retry import RetryPolicy
 from agora_stt_async._transports import (
     AutoClient,
@@ -459,6 +461,22 @@ def test_map_aiohttp_error_keeps_sent_apart_from_not_sent() -> None:
         assert isinstance(_translate(mapped, "GET", "http://127.0.0.1/x"), ours), exc
 
 
+def test_aiohttp_floor_has_the_mapped_error_classes() -> None:
+    """The declared aiohttp floor has every class map_aiohttp_error names: they came in
+    aiohttp 3.10, and on 3.9 the first failed request raised a bare AttributeError."""
+    import re
+    from pathlib import Path
+
+    import aiohttp
+
+    for name in ("ConnectionTimeoutError", "SocketTimeoutError", "NonHttpUrlClientError"):
+        assert hasattr(aiohttp, name), name  # the installed version has them
+    text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    floors = re.findall(r'"aiohttp>=(\d+)\.(\d+)', text)
+    assert floors
+    assert all((int(major), int(minor)) >= (3, 10) for major, minor in floors), floors
+
+
 # --- the SDK on both paths ---------------------------------------------------------------
 
 
@@ -561,6 +579,37 @@ async def test_sdk_aclose_closes_connections(server: _Server, path: str) -> None
     assert server.open_connections == 1
     await client.aclose()
     await wait_until(lambda: server.open_connections == 0, "connections closed")
+
+
+@both_paths
+async def test_sdk_sends_the_same_user_agent(server: _Server, path: str) -> None:
+    """Both paths identify the SDK alike (not "python-httpx/..." on one, "aiohttp/..." on
+    the other)."""
+    async with sdk(server.url, path) as client:
+        await client.agents.get("a1")
+    assert headers_of(server.requests[-1], "user-agent") == [USER_AGENT]
+
+
+@both_paths
+async def test_sdk_result_pickles_with_its_headers(server: _Server, path: str) -> None:
+    """A result and its response headers pickle on both paths (aiohttp's own header
+    type does not), and the headers stay case-insensitive."""
+    async with sdk(server.url, path) as client:
+        agent = await client.agents.get("a1", request_id="p-1")
+    copy = pickle.loads(pickle.dumps(agent))
+    assert copy.response is not None
+    assert copy.response.headers["x-request-id"] == "srv-p-1"
+    assert isinstance(copy.response.headers, httpx.Headers)
+
+
+@both_paths
+async def test_sdk_request_id_that_cannot_be_a_header(server: _Server, path: str) -> None:
+    """A request id with a newline is a ValidationError on both paths, before sending
+    (aiohttp raised a bare ValueError, httpx a ConnectionLost that was retried)."""
+    async with sdk(server.url, path) as client:
+        with pytest.raises(ValidationError, match="request_id"):
+            await client.agents.get("a1", request_id="a\r\nX-Injected: 1")
+    assert server.requests == []
 
 
 # --- the choice ----------------------------------------------------------------------------

@@ -3,11 +3,16 @@ and the aiohttp pieces the SDK's own fast path (``direct.DirectClient``) shares 
 the session as the SDK configures it (``open_session``), httpx's timeouts for aiohttp
 (``client_timeout``) and aiohttp's errors as httpx's (``map_aiohttp_error``).
 
-The SDK's requests do not go through this transport any more: an ``httpx.AsyncClient``
-over it, or over ``httpx_aiohttp.AiohttpTransport``, still costs about three times raw
-aiohttp's CPU per request (httpx's own client layer), and the two measured alike
-(``httpx_ours_vs_httpx_aiohttp_cpu_ratio`` in ``benchmarks/RESULTS.md``). It remains the
-transport-level reference of the aiohttp behaviour, tested side by side with httpx's.
+``AiohttpTransport`` is not used by the SDK: its requests go through ``DirectClient``,
+because an ``httpx.AsyncClient`` over this transport, or over
+``httpx_aiohttp.AiohttpTransport``, still costs about three times raw aiohttp's CPU per
+request (httpx's own client layer; the two measured alike,
+``httpx_ours_vs_httpx_aiohttp_cpu_ratio`` in ``benchmarks/RESULTS.md``). It is kept for
+two users outside the package, and should go when they do: ``benchmarks/transport.py``
+(the ``httpx_ours`` path, the measurement that justifies ``DirectClient``) and
+``tests/test_transports.py``, whose transport-level cases run the aiohttp pieces
+``DirectClient`` shares (``open_session``, ``client_timeout``, ``map_aiohttp_error``)
+through httpx's interface, side by side with httpx's own transport.
 
 What this adapter does, and why it is not ``httpx_aiohttp.AiohttpTransport`` as is:
 
@@ -44,7 +49,7 @@ from agora_stt_async._transports._tls import ssl_context
 
 __all__ = ["AiohttpTransport", "client_timeout", "map_aiohttp_error", "open_session"]
 
-_KEEPALIVE_EXPIRY_S: Final = 5.0
+KEEPALIVE_EXPIRY_S: Final = 5.0
 """httpx's default ``keepalive_expiry``, so both paths hold idle sockets alike."""
 _HTTP11: Final = b"HTTP/1.1"
 
@@ -137,7 +142,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self,
         *,
         max_connections: int = 100,
-        keepalive_expiry: float | None = _KEEPALIVE_EXPIRY_S,
+        keepalive_expiry: float | None = KEEPALIVE_EXPIRY_S,
         verify: ssl.SSLContext | bool = True,
         trust_env: bool = False,
     ) -> None:
