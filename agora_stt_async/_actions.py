@@ -22,6 +22,7 @@ from agora_stt_async._errors import (
     ConflictError,
     ConnectError,
     NotFoundError,
+    ResponseError,
     TaskAlreadyStartedError,
     TransportError,
     UsageError,
@@ -36,6 +37,10 @@ logger: Final = logging.getLogger("agora_stt_async.session")
 ServerStatus = AgentStatus | LegacyTaskStatus
 ACQUIRE_ATTEMPTS: Final = 3
 
+# What a request can fail with once sent: no complete answer, a refusal, or a success
+# status whose body breaks the spec (ResponseError: the request did take effect).
+_FAILURES: Final = (TransportError, APIError, ResponseError)
+
 
 async def acquire(
     client: AsyncClient, clock: Clock, entry: _Entry, action: sm.AcquireToken
@@ -47,7 +52,7 @@ async def acquire(
         acquired_at = clock.now()
         try:
             token = await client.legacy.acquire(action.instance_id)
-        except (TransportError, APIError) as exc:
+        except _FAILURES as exc:
             error = exc
             if isinstance(exc, APIError) and not exc.retryable:
                 break
@@ -70,7 +75,7 @@ async def join(client: AsyncClient, entry: _Entry) -> sm.AnyEvent:
         agent = await client.agents.join(config)
     except ConflictError as error:
         return sm.StartConflicted(server_id=None, message=str(error))
-    except (TransportError, APIError) as error:
+    except _FAILURES as error:
         return _start_failure(entry, error)
     return sm.StartSucceeded(
         server_id=agent.agent_id, status=agent.status, create_ts=agent.create_ts
@@ -98,18 +103,18 @@ async def legacy_start(
     except BuilderTokenError as error:
         entry.error = error
         return sm.StartRejected(error_kind=type(error).__name__, message=str(error))
-    except (TransportError, APIError) as error:
+    except _FAILURES as error:
         return _start_failure(entry, error)
     return sm.StartSucceeded(server_id=task.task_id, status=task.status, create_ts=task.create_ts)
 
 
-def _start_failure(entry: _Entry, error: TransportError | APIError) -> sm.AnyEvent:
+def _start_failure(entry: _Entry, error: TransportError | APIError | ResponseError) -> sm.AnyEvent:
     if isinstance(error, ConnectError):
         # Never reached the server (after the client's own retries): nothing exists.
         entry.error = error
         return sm.StartRejected(error_kind=type(error).__name__, message=str(error))
     if (
-        isinstance(error, TransportError)
+        isinstance(error, (TransportError, ResponseError))  # a 200 we cannot read: it ran
         or error.retryable
         or error.status_code >= 500
         or 200 < error.status_code < 300  # 201/206 (spec §6.1): a task may exist
@@ -133,7 +138,7 @@ async def query(
         return sm.StatusObserved(status=task.status, observed_at=clock.now())
     except NotFoundError as error:
         return sm.NotFoundObserved(message=str(error))
-    except (TransportError, APIError) as error:
+    except _FAILURES as error:
         logger.info("query of task %r failed: %s", entry.record.key, error)
         return None
 
@@ -155,7 +160,7 @@ async def update(client: AsyncClient, entry: _Entry, action: sm.SendUpdate) -> s
                 action.server_id, action.token_name, body, sequence_id=action.sequence_id
             )
             status = task.status
-    except (TransportError, APIError, UsageError) as error:
+    except (*_FAILURES, UsageError) as error:
         entry.last_update = error
         return sm.UpdateFailed(sequence_id=action.sequence_id, message=str(error))
     return sm.UpdateSucceeded(sequence_id=action.sequence_id, status=status)
@@ -166,7 +171,7 @@ async def leave(client: AsyncClient, action: sm.SendLeave) -> sm.AnyEvent:
         await client.agents.leave(action.agent_id)
     except NotFoundError as error:
         return sm.NotFoundObserved(message=str(error))
-    except (TransportError, APIError) as error:
+    except _FAILURES as error:
         return sm.StopFailed(message=str(error), maybe_processed=_maybe_processed(error))
     return sm.StopSucceeded()
 
@@ -178,12 +183,14 @@ async def legacy_stop(client: AsyncClient, action: sm.SendStop) -> sm.AnyEvent:
         return sm.NotFoundObserved(message=str(error))
     except ConflictError:
         return sm.StopSucceeded()  # spec §5.5: a repeated stop answers code 49
-    except (TransportError, APIError) as error:
+    except _FAILURES as error:
         return sm.StopFailed(message=str(error), maybe_processed=_maybe_processed(error))
     return sm.StopSucceeded()
 
 
-def _maybe_processed(error: TransportError | APIError) -> bool:
+def _maybe_processed(error: TransportError | APIError | ResponseError) -> bool:
+    if isinstance(error, ResponseError):
+        return True  # a success status: the stop was done, but check
     if isinstance(error, TransportError):
         return error.maybe_processed
     return error.status_code >= 500

@@ -26,6 +26,18 @@ ServerStatus = AgentStatus | LegacyTaskStatus
 StartConfig = JoinRequest | LegacyStartRequest
 
 
+def check_driven(entry: _Entry, session: Session) -> None:
+    """``SessionError`` if ``entry`` is live but no longer this session's: its lease was
+    lost and another worker drives it now, so nothing here will ever change it again
+    (waiting on it would hang)."""
+    record = entry.record
+    if not record.phase.is_terminal and session._entries.get(record.key) is not entry:
+        raise SessionError(
+            f"task {record.key!r} is driven by another worker now (this session's lease "
+            "expired); watch or stop it there, or stop it with session.stop(key)"
+        )
+
+
 def stop_refused(record: sm.TaskRecord) -> bool:
     """The last stop of this live task was refused outright: it runs again (ACTIVE) and
     no stop is pending. Whoever still wants it stopped must send a new stop."""
@@ -112,7 +124,8 @@ class TaskHandle:
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
-            SessionError: the task ended (or failed to start) before reaching ``status``.
+            SessionError: the task ended (or failed to start) before reaching ``status``,
+                or another worker drives it now (a shared store; the lease was lost).
         """
         with anyio.fail_after(timeout):
             while True:
@@ -125,11 +138,17 @@ class TaskHandle:
                         f"task {record.key!r} ended in phase {record.phase} "
                         f"(status {record.server_status}) before reaching {status}{detail}"
                     )
+                check_driven(self._entry, self._session)
                 await _next_change(self._entry, self._session)
 
     def watch(self) -> AsyncIterator[ServerStatus]:
         """Every new server status of the task; the last one is final (STOPPED or FAILED,
-        or their legacy twins), also when the session ended the task itself."""
+        or their legacy twins), also when the session ended the task itself.
+
+        Raises:
+            SessionError: (from the iteration) another worker drives the task now (a
+                shared store; this session's lease was lost).
+        """
         return _StatusWatcher(self._entry, self._session)
 
     async def update(
@@ -169,10 +188,13 @@ class TaskHandle:
             SessionError: the stop could not be confirmed (the task is retried in the
                 background and stopped at the latest on session exit).
         """
+        if self._entry.record.phase.is_terminal:
+            return  # idempotent, also after the session closed
         await self._session._run_in_group(self._session._stop(self._entry))
         if wait:
             with anyio.fail_after(timeout):
                 while not self._entry.record.phase.is_terminal:
+                    check_driven(self._entry, self._session)
                     if stop_refused(self._entry.record):
                         # A repeat of the stop (after an unclear answer) was refused in
                         # the background: the task runs again. Send a new stop; another
@@ -213,6 +235,7 @@ class _StatusWatcher:
             if status is not None and status != self._last:
                 self._last = status
                 return status
+            check_driven(self._entry, self._session)
             await _next_change(self._entry, self._session, waiting=False)
         raise StopAsyncIteration
 

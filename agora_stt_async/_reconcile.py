@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from agora_stt_async import state as sm
 from agora_stt_async._enums import AgentStatus
-from agora_stt_async._errors import APIError, TransportError
+from agora_stt_async._errors import APIError, ResponseError, TransportError
 
 if TYPE_CHECKING:
     from agora_stt_async._handle import _Entry
@@ -60,7 +60,7 @@ async def reconcile_v7(session: Session, entry: _Entry, action: sm.Reconcile) ->
                         if agent.agent_id not in known and (agent.create_ts or since) >= since
                     ]
                 )
-        except (TransportError, APIError) as error:
+        except (TransportError, APIError, ResponseError) as error:
             return sm.ReconcileFailed(message=str(error))
         if not candidates:
             return sm.ReconcileFoundNothing()
@@ -110,7 +110,7 @@ async def refresh_v7(session: Session, entries: Sequence[_Entry]) -> list[_Entry
                         await session._observe(
                             entry, sm.StatusObserved(status=agent.status, observed_at=now)
                         )
-        except (TransportError, APIError) as error:
+        except (TransportError, APIError, ResponseError) as error:
             logger.info("list sweep (%s) failed: %s", status, error)
             break
         # Few left: single queries are cheaper than listing another state.

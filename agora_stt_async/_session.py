@@ -80,6 +80,10 @@ DEFAULT_EVENT_SWEEP_INTERVAL_S: Final = 60.0
 UNMATCHED_EVENTS_KEPT: Final = 1000
 MAX_STOP_PAUSE_S: Final = 10.0
 """Longest pause between two stops of one task while leaving (refused stops repeat)."""
+ENDED_TASKS_KEPT: Final = 10_000
+"""Ended tasks a session keeps (for ``handle(key)``, ``statistics()`` and webhooks of
+ended agents); older ones are forgotten, so a long-running session over thousands of
+churned channels stays bounded. A ``TaskHandle`` already held keeps working."""
 MAX_STORE_CONFLICTS: Final = 8
 """Times one drive reloads its record after another session changed it (issue 10)."""
 
@@ -190,7 +194,9 @@ class Session:
         self._clock = clock or SystemClock()
         self._entries: dict[str, _Entry] = {}
         self._by_server_id: dict[str, _Entry] = {}
-        self._channel_locks: dict[str, anyio.Lock] = {}
+        self._channel_locks: dict[str, _ChannelLock] = {}
+        self._ended: deque[_Entry] = deque()  # oldest first; see _note_ended()
+        self._creating: dict[str, anyio.Event] = {}  # keys whose start() is creating them
         self._tg: TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
         self._kick = anyio.Event()
@@ -321,9 +327,27 @@ class Session:
         """
         self._require_open()
         generation = _generation(config, api)
-        existing = self._entries.get(key)
-        if existing is not None and not existing.record.phase.is_terminal:
-            return TaskHandle(self, existing)
+        while True:
+            existing = self._entries.get(key)
+            if existing is not None and not existing.record.phase.is_terminal:
+                return TaskHandle(self, existing)
+            creating = self._creating.get(key)
+            if creating is None:
+                break
+            # Another call is creating this key's record right now: share its task
+            # rather than refuse (or send a second join). If that start ended without
+            # a live task, this call starts its own.
+            await creating.wait()
+        created = self._creating[key] = anyio.Event()
+        try:
+            return await self._create_and_start(key, config, generation)
+        finally:
+            del self._creating[key]
+            created.set()
+
+    async def _create_and_start(
+        self, key: str, config: StartConfig, generation: ApiGeneration
+    ) -> TaskHandle:
         now = self._clock.now()
         if generation is ApiGeneration.V7:
             assert isinstance(config, JoinRequest)
@@ -338,7 +362,10 @@ class Session:
         try:
             if not await self._store.create(record):
                 stored = await self._store.get(key)
-                if stored is not None and not stored.phase.is_terminal:
+                # A PENDING record means nothing was sent (the next write, STARTING,
+                # comes before the request): a start cancelled (or crashed) right after
+                # its create. Take the key over rather than refuse it forever.
+                if stored is not None and stored.phase not in _REPLACEABLE:
                     raise SessionError(
                         f"task {key!r} is live in the store but not driven by this session; "
                         "call recover() to adopt it"
@@ -358,7 +385,10 @@ class Session:
         return TaskHandle(self, entry)
 
     def handle(self, key: str) -> TaskHandle:
-        """The handle of a task this session knows; ``KeyError``-free: ``UsageError``."""
+        """The handle of a task this session knows; ``KeyError``-free: ``UsageError``.
+
+        A session keeps the last ``ENDED_TASKS_KEPT`` (10,000) ended tasks; older ones
+        are forgotten (``UsageError`` here; a handle already held keeps working)."""
         entry = self._entries.get(key)
         if entry is None:
             raise UsageError(f"no task {key!r} in this session")
@@ -455,7 +485,9 @@ class Session:
                 adopted.append(entry)
                 if record.server_id:
                     self._by_server_id[record.server_id] = entry
-                if not record.phase.is_terminal:
+                if record.phase.is_terminal:
+                    self._note_ended(entry)
+                else:
                     tg.start_soon(self._drive_quietly, entry, sm.Recovered())
         # An entry may be gone again (its lease was lost meanwhile): not live here.
         kept = [e for e in adopted if self._entries.get(e.record.key) is e]
@@ -479,16 +511,23 @@ class Session:
 
         If the caller is cancelled, the work goes on: it owns requests that may have
         changed the server's state.
+
+        Raises:
+            UsageError: the session is not open (never entered, or closed).
+            SessionError: the session closed while the work ran (it was cancelled).
         """
-        if self._tg is None:
+        if self._tg is None or self._closing:
             work.close()
             raise UsageError("the Session is not open")
         done = anyio.Event()
         outcome: list[BaseException] = []
+        finished = False
 
         async def runner() -> None:
+            nonlocal finished
             try:
                 await work
+                finished = True
             except Exception as error:  # noqa: BLE001 - re-raised in the waiting caller
                 outcome.append(error)
             finally:
@@ -498,6 +537,8 @@ class Session:
         await done.wait()
         if outcome:
             raise outcome[0]
+        if not finished:  # cancelled by the session's exit: no silent success
+            raise SessionError("the Session closed before the operation finished")
 
     # --- the per-task drivers -----------------------------------------------------------
 
@@ -573,6 +614,8 @@ class Session:
                     self._claim(action.record.server_id, entry)
                 previous = entry.record
                 entry.set_record(action.record)
+                if action.record.phase.is_terminal and not previous.phase.is_terminal:
+                    self._note_ended(entry)
                 self._emit_state_change(previous, action.record)
                 if self._leases is not None:
                     await self._leases.on_persisted(action.record)
@@ -604,6 +647,25 @@ class Session:
                 return None
             case _:
                 assert_never(action)
+
+    def _note_ended(self, entry: _Entry) -> None:
+        """``entry`` ended: remember it, and forget the oldest ended tasks beyond
+        ``ENDED_TASKS_KEPT`` (their entry and server id), so memory stays bounded."""
+        if self._entries.get(entry.record.key) is not entry:
+            return  # not one this session drives (a stop sent for another worker's task)
+        self._ended.append(entry)
+        while len(self._ended) > ENDED_TASKS_KEPT:
+            old = self._ended.popleft()
+            if not old.record.phase.is_terminal:
+                continue
+            if self._entries.get(old.record.key) is old:
+                del self._entries[old.record.key]
+            server_id = old.record.server_id
+            if server_id and self._by_server_id.get(server_id) is old:
+                del self._by_server_id[server_id]
+            if old.timer is not None:
+                old.timer.cancel()
+                old.timer = None
 
     def _schedule_tick(self, entry: _Entry, deadline: float) -> None:
         if entry.timer is not None:
@@ -794,7 +856,11 @@ class Session:
 
     async def _observe(self, entry: _Entry, event: sm.AnyEvent) -> None:
         """Apply a sweep's observation unless the task is busy: its owner is already
-        talking to the server about it, and the next sweep will catch up."""
+        talking to the server about it, and the next sweep will catch up.
+
+        A failure (the store refusing the write, the lease lost) is logged, not raised:
+        sweeps run in task groups, and one task's error must not end the session; the
+        next sweep observes again."""
         try:
             entry.lock.acquire_nowait()
         except anyio.WouldBlock:
@@ -802,6 +868,8 @@ class Session:
         try:
             if not entry.record.phase.is_terminal:
                 await self._drive(entry, event)
+        except AgoraSTTError as error:
+            logger.warning("task %r: status not applied: %s", entry.record.key, error)
         finally:
             entry.lock.release()
 
@@ -826,9 +894,33 @@ class Session:
 
     @asynccontextmanager
     async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
-        lock = self._channel_locks.setdefault(channel, anyio.Lock())
-        async with lock:
-            yield
+        # Counted, and dropped with its last user: a long-running session that sees
+        # thousands of channels come and go keeps a lock only for those in use.
+        lock = self._channel_locks.get(channel)
+        if lock is None:
+            lock = self._channel_locks[channel] = _ChannelLock()
+        lock.users += 1
+        try:
+            async with lock.lock:
+                yield
+        finally:
+            lock.users -= 1
+            if not lock.users:
+                del self._channel_locks[channel]
+
+
+_REPLACEABLE: Final = frozenset(
+    {phase for phase in sm.Phase if phase.is_terminal} | {sm.Phase.PENDING}
+)
+
+
+@final
+class _ChannelLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = anyio.Lock()
+        self.users = 0
 
 
 def _generation(config: object, api: ApiGeneration | str | None) -> ApiGeneration:

@@ -365,6 +365,8 @@ def verify(
         SignatureError: no signature header, or the one checked does not match; the
             message names the header, never the secret or the expected digest.
         ConfigurationError: ``secret`` is empty.
+        TypeError: ``raw_body`` is a ``str``: it was decoded already, and signatures
+            cover the exact bytes.
     """
     key, body = secret_key(secret), body_bytes(raw_body)
     v2 = header_value(headers, SIGNATURE_V2_HEADER)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import attrs
 import httpx
 import pytest
@@ -27,9 +28,11 @@ from agora_stt_async import (
     Session,
     SessionError,
     StopIncompleteError,
+    TaskHandle,
     UsageError,
     ValidationError,
 )
+from agora_stt_async import _session as _session_module
 from agora_stt_async import state as sm
 from agora_stt_async._constants import (
     EMULATOR_APP_ID,
@@ -44,7 +47,7 @@ from agora_stt_async.emulator import (
     ScheduledFault,
     create_app,
 )
-from agora_stt_async.stores import MemoryStore, SqliteStore
+from agora_stt_async.stores import LeasingMemoryStore, MemoryStore, SqliteStore, StoreError
 from agora_stt_async.testing import FakeClock
 from tests.emulator.conftest import v7_operation
 from tests.openapi import validate_request
@@ -659,3 +662,273 @@ def test_session_rejects_bad_arguments(
     """Bad Session arguments are a ConfigurationError naming the argument, at once."""
     with pytest.raises(ConfigurationError, match=match):
         Session(client_for(app), **kwargs)
+
+
+async def test_session_wait_on_task_driven_elsewhere_raises(app: EmulatorApp) -> None:
+    """A task dropped because its lease was lost ends wait_for() and watch() with
+    SessionError instead of hanging (nothing here will change it again)."""
+    lease_clock = FakeClock()
+    store = LeasingMemoryStore(lease_ttl=15.0, clock=lease_clock)
+    async with client_for(app) as client, Session(client, store=store) as session:
+        with anyio.fail_after(20):
+            handle = await session.start("k", join(1))
+            await handle.wait_for(AgentStatus.RUNNING, timeout=10)
+            lease_clock.advance(16.0)  # the lease expires; another worker takes it
+            assert await store.acquire_lease("k", "other-worker", 15.0)
+            assert session._leases is not None
+            await session._leases.renew()
+            with pytest.raises(SessionError, match="another worker"):
+                await handle.wait_for(AgentStatus.STOPPED, timeout=5)
+            watcher = handle.watch()
+            assert await watcher.__anext__() is AgentStatus.RUNNING
+            with pytest.raises(SessionError, match="another worker"):
+                await watcher.__anext__()
+        # The other worker drives it: stop it from there, so nothing is left running.
+        async with Session(client, store=store) as other:
+            await store.release_lease("k", "other-worker")
+            with anyio.fail_after(20):
+                await other.stop("k")
+    assert running(await emulator_state(app)) == 0
+
+
+async def test_session_operations_after_exit_are_usage_errors(app: EmulatorApp) -> None:
+    """After the session closed, update() is a UsageError (not anyio's bare
+    RuntimeError) and stop() of an ended task stays idempotent."""
+    async with client_for(app) as client:
+        async with Session(client) as session:
+            with anyio.fail_after(20):
+                live = await session.start("live", join(1))
+                await live.wait_for(AgentStatus.RUNNING, timeout=10)
+                ended = await session.start("ended", join(2))
+                await ended.stop()
+        # stop_on_exit stopped "live"; both are ended now.
+        await ended.stop()
+        await live.stop()
+        with pytest.raises(UsageError):
+            await live.update(languages=["en-US"])
+        with pytest.raises(UsageError):
+            await session.start("again", join(3))
+    assert running(await emulator_state(app)) == 0
+
+
+async def test_session_start_cancelled_by_exit_is_not_a_silent_success(
+    app: EmulatorApp,
+) -> None:
+    """A start still in flight when the session's exit cancels it raises SessionError
+    in its caller instead of returning a handle as if it had started."""
+    joined = anyio.Event()
+
+    async def block_join(when: str, request: httpx.Request) -> None:
+        if when == "before" and request.method == "POST" and request.url.path.endswith("/join"):
+            joined.set()
+            await anyio.sleep_forever()
+
+    outcome: dict[str, object] = {}
+
+    async def starter(session: Session) -> None:
+        try:
+            outcome["handle"] = await session.start("k", join(1))
+        except SessionError as error:
+            outcome["error"] = error
+
+    async def run(client: AsyncClient, tg: anyio.abc.TaskGroup) -> None:
+        async with Session(client, stop_timeout=0.2) as session:
+            tg.start_soon(starter, session)  # a caller outside the session's block
+            await joined.wait()
+
+    async with client_for(app, hook=block_join) as client:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                with pytest.raises(StopIncompleteError):
+                    await run(client, tg)
+    assert "handle" not in outcome
+    assert isinstance(outcome.get("error"), SessionError)
+
+
+async def test_session_forgets_oldest_ended_tasks(
+    app: EmulatorApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the last ENDED_TASKS_KEPT ended tasks stay in memory (entries and agent
+    ids), so churning channels does not grow a session; held handles keep working."""
+    monkeypatch.setattr(_session_module, "ENDED_TASKS_KEPT", 2)
+    async with client_for(app) as client, Session(client) as session:
+        with anyio.fail_after(20):
+            handles = []
+            for i in range(5):
+                handle = await session.start(f"k{i}", join(i))
+                await handle.stop()
+                handles.append(handle)
+            live = await session.start("live", join("live"))
+        assert set(session._entries) == {"k3", "k4", "live"}
+        assert len(session._by_server_id) == 3
+        with pytest.raises(UsageError):
+            session.handle("k0")
+        assert handles[0].record.phase is sm.Phase.STOPPED
+        assert session.statistics().by_phase == {"STOPPED": 2, "ACTIVE": 1}
+        assert live.agent_id in session._by_server_id
+    assert running(await emulator_state(app)) == 0
+
+
+async def test_session_channel_locks_are_dropped_after_use(app: EmulatorApp) -> None:
+    """The per-channel reconcile lock is kept only while in use (no growth per channel),
+    and still serialises two users of one channel."""
+    async with client_for(app) as client, Session(client) as session:
+        inside: list[str] = []
+
+        async def user(name: str) -> None:
+            async with session._channel_lock("ch"):
+                inside.append(f"{name}-in")
+                await anyio.sleep(0.01)
+                inside.append(f"{name}-out")
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(user, "a")
+                tg.start_soon(user, "b")
+        assert inside in (["a-in", "a-out", "b-in", "b-out"], ["b-in", "b-out", "a-in", "a-out"])
+        assert session._channel_locks == {}
+
+
+async def test_session_start_takes_over_a_pending_record(app: EmulatorApp) -> None:
+    """A stored PENDING record (a start cancelled right after its create: nothing was
+    sent) does not block the key; the next start() takes it over."""
+    store = MemoryStore()
+    clock = FakeClock()
+    stale = sm.new_record("k", ApiGeneration.V7, channel="ch-1", name="agent-1", now=clock.now())
+    assert await store.create(stale)
+    async with client_for(app) as client, Session(client, store=store) as session:
+        with anyio.fail_after(20):
+            handle = await session.start("k", join(1))
+            assert handle.agent_id is not None
+            await handle.stop()
+        assert client.statistics().by_operation["join"].calls == 1
+    assert running(await emulator_state(app)) == 0
+
+
+async def test_session_concurrent_starts_of_one_key_send_one_join(app: EmulatorApp) -> None:
+    """Three start() calls of one new key at once: one join, and every call gets a
+    handle of that one task (never a second agent, never a refusal)."""
+    async with client_for(app) as client, Session(client) as session:
+        handles: list[TaskHandle] = []
+
+        async def start() -> None:
+            handles.append(await session.start("k", join(1)))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(start)
+        assert len(handles) == 3
+        assert len({handle.agent_id for handle in handles}) == 1
+        assert handles[0].agent_id is not None
+        assert client.statistics().by_operation["join"].calls == 1
+    assert running(await emulator_state(app)) == 0
+
+
+class FlakyStore:
+    """A MemoryStore whose writes fail with StoreError while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.failing = False
+        self.refused = 0
+
+    async def get(self, key: str) -> sm.TaskRecord | None:
+        return await self.inner.get(key)
+
+    async def create(self, record: sm.TaskRecord) -> bool:
+        return await self.inner.create(record)
+
+    async def put(self, record: sm.TaskRecord, *, expected_version: int | None) -> None:
+        if self.failing:
+            self.refused += 1
+            raise StoreError("the store is down")
+        await self.inner.put(record, expected_version=expected_version)
+
+    async def delete(self, key: str, *, expected_version: int | None = None) -> None:
+        await self.inner.delete(key, expected_version=expected_version)
+
+    async def all(self) -> list[sm.TaskRecord]:
+        return await self.inner.all()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_session_survives_store_error_in_sweep(app: EmulatorApp) -> None:
+    """A store write that fails while a sweep applies a new status is logged and tried
+    again by the next sweep; it does not crash the session's task group."""
+    store = FlakyStore()
+    async with client_for(app) as client, Session(client, store=store) as session:
+        with anyio.fail_after(20):
+            handle = await session.start("k", join(1))
+            assert handle.status is not AgentStatus.RUNNING
+            store.failing = True
+            while not store.refused:  # a sweep saw RUNNING and could not store it
+                session._kick_refresh()
+                await anyio.sleep(0.05)
+            store.failing = False
+            assert await handle.wait_for(AgentStatus.RUNNING, timeout=10) is AgentStatus.RUNNING
+    assert running(await emulator_state(app)) == 0
+
+
+class GarbledJoinTransport(httpx.AsyncBaseTransport):
+    """Forwards to the emulator, but answers each join with a 200 whose body is not
+    JSON (a proxy's error page): the agent exists, its id is lost."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, lists: int = 0) -> None:
+        self._inner = inner
+        self._lists = lists  # garble this many list answers too
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        garble = request.method == "POST" and request.url.path.endswith("/join")
+        if not garble and request.method == "GET" and "channel" in request.url.params:
+            garble, self._lists = self._lists > 0, self._lists - 1
+        if garble:
+            await response.aread()
+            return httpx.Response(200, content=b"<html>bad gateway</html>")
+        return response
+
+
+async def test_session_join_answered_with_garbled_200_is_reconciled(app: EmulatorApp) -> None:
+    """A join answered 200 with an unreadable body (ResponseError) may have created the
+    agent: the session reconciles and adopts it, and stops it on exit (no leak)."""
+    client = AsyncClient(
+        app_id=EMULATOR_APP_ID,
+        customer_id=EMULATOR_CUSTOMER_ID,
+        customer_secret=EMULATOR_CUSTOMER_SECRET,
+        transport=GarbledJoinTransport(app.transport()),
+        retry=RetryPolicy.testing(),
+    )
+    async with client, Session(client) as session:
+        with anyio.fail_after(20):
+            handle = await session.start("k", join(1))
+            assert handle.agent_id is not None
+            assert handle.record.phase is sm.Phase.ACTIVE
+        assert client.statistics().by_operation["join"].calls == 1
+    assert running(await emulator_state(app)) == 0
+
+
+async def test_session_reconcile_list_answered_with_garbled_200_is_retried(
+    app: EmulatorApp,
+) -> None:
+    """A reconcile whose list answer is unreadable (ResponseError) is retried later
+    like any failed reconcile, not left stuck: the agent is adopted and stopped."""
+    client = AsyncClient(
+        app_id=EMULATOR_APP_ID,
+        customer_id=EMULATOR_CUSTOMER_ID,
+        customer_secret=EMULATOR_CUSTOMER_SECRET,
+        transport=GarbledJoinTransport(app.transport(), lists=1),
+        retry=RetryPolicy.testing(),
+    )
+    policy = sm.MachinePolicy(retry_interval_s=0.05)
+    async with client, Session(client, policy=policy) as session:
+        with anyio.fail_after(20):
+            try:
+                handle = await session.start("k", join(1))
+            except SessionError:
+                handle = session.handle("k")
+            await handle.wait_for(AgentStatus.RUNNING, timeout=10)
+            assert handle.agent_id is not None
+    assert running(await emulator_state(app)) == 0
