@@ -10,11 +10,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
@@ -347,8 +349,9 @@ def test_cli_agents_stop_channel(service):
     assert status_of(b) is AgentStatus.RUNNING
 
 
-def test_cli_agents_stop_all_running_asks_first(service):
+def test_cli_agents_stop_all_running_asks_first(service, monkeypatch):
     """--all-running asks for confirmation: 'no' stops nothing (exit 1), --yes stops all."""
+    monkeypatch.setattr(_common, "stdin_is_terminal", lambda: True)
     ids = join("x1", "x2", "x3")
     declined = invoke("agents", "stop", "--all-running", input="n\n")
     assert declined.exit_code == 1
@@ -363,6 +366,36 @@ def test_cli_agents_stop_all_running_asks_first(service):
     assert len(last_json(forced)["stopped"]) == 1
     listed = invoke("agents", "list", "--json")
     assert json_lines(listed) == []
+
+
+def test_cli_agents_stop_all_running_without_terminal_needs_yes(service):
+    """Without a terminal on stdin, --all-running refuses (exit 2, nothing stopped) even
+    when a "y" is piped in: only --yes stops without asking."""
+    ids = join("p1", "p2")
+    piped = invoke("agents", "stop", "--all-running", input="y\n")
+    assert piped.exit_code == 2, piped.output
+    assert "--yes" in piped.stderr
+    assert all(status_of(i) is AgentStatus.RUNNING for i in ids)
+    assert invoke("agents", "stop", "--all-running", "--yes").exit_code == 0
+    assert not any(status_of(i) is AgentStatus.RUNNING for i in ids)
+
+
+def test_cli_agents_stop_all_running_asks_on_the_main_thread(service, monkeypatch):
+    """The confirmation is asked on the main thread, outside the event loop (so Ctrl-C at
+    the prompt aborts at once), and a "no" stops nothing."""
+    monkeypatch.setattr(_common, "stdin_is_terminal", lambda: True)
+    asked: list[tuple[str, bool]] = []
+
+    def confirm(text: str, **kwargs: Any) -> bool:
+        asked.append((text, threading.current_thread() is threading.main_thread()))
+        return False
+
+    monkeypatch.setattr(click, "confirm", confirm)
+    ids = join("m1")
+    result = invoke("agents", "stop", "--all-running")
+    assert result.exit_code == 1, result.output
+    assert asked == [(f"Stop 1 live agent(s) of App ID {APP_ID}?", True)]
+    assert status_of(ids[0]) is AgentStatus.RUNNING
 
 
 def test_cli_agents_stop_needs_exactly_one_selection(service):
@@ -625,6 +658,16 @@ def test_cli_script_emulator_serves(monkeypatch):
         process.terminate()
         _, err = process.communicate(timeout=30)
     assert f"export AGORA_STT_BASE_URL={base_url}" in err
+
+
+def test_cli_emulator_refuses_port_zero(monkeypatch) -> None:
+    """--port 0 is a usage error (exit 2): the banner could not name the port it got."""
+    served: list[int] = []
+    monkeypatch.setattr(emulator, "run", lambda app, **kwargs: served.append(kwargs["port"]))
+    result = CliRunner().invoke(cli, ["emulator", "--port", "0"])
+    assert result.exit_code == 2
+    assert served == []
+    assert "export" not in result.output
 
 
 @pytest.mark.parametrize("table", ["phases", "v7", "legacy"])

@@ -4,9 +4,11 @@
 (click and rich); without it, it prints the install command instead of a traceback, as
 httpx's ``main()`` does. Everything else lives in private modules:
 
-* ``_app``     the click group, global options and the small ``emulator``/``legacy`` commands;
-* ``_demo``    ``agora-stt demo``: every channel through the whole lifecycle, concurrently;
-* ``_agents``  ``agora-stt agents list|get|stop`` over the v7 agents API;
+* ``_app``     the click group, global options and ``agora-stt diagram``;
+* ``_demo``    ``agora-stt demo`` (every channel through the whole lifecycle, concurrently)
+  and ``agora-stt emulator``;
+* ``_agents``  ``agora-stt agents list|get|stop`` over the v7 agents API, and
+  ``agora-stt legacy stop``;
 * ``_tasks``   ``agora-stt tasks list|stop`` over a session store file;
 * ``_common``  settings, the exit-code table, running a coroutine, error reporting;
 * ``_render``  tables and JSON.

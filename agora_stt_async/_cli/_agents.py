@@ -3,7 +3,8 @@
 ``agents stop --all-running`` is the emergency brake: it lists every live agent of the
 App ID (through the cursor, before stopping any, so the listing is not disturbed by
 its own effects), asks for confirmation unless ``--yes``, and leaves each. An agent
-that is already gone when its turn comes counts as stopped.
+that is already gone when its turn comes counts as stopped. Without a terminal on
+stdin there is nobody to ask: it refuses (exit 2) unless ``--yes``.
 """
 
 from __future__ import annotations
@@ -251,21 +252,35 @@ def stop_agents(
     """
     if sum((bool(agent_ids), channel is not None, all_running)) != 1:
         raise click.UsageError("give agent ids, or --channel, or --all-running (exactly one)")
+    ask = all_running and not yes
+    if ask and not _common.stdin_is_terminal():
+        # Nobody can confirm: a piped "y" (or `yes |`) must not stand in for --yes.
+        raise click.UsageError(
+            "--all-running asks for confirmation on a terminal and stdin is not one; "
+            "pass --yes to stop every live agent without asking"
+        )
     opts = _common.settings(ctx, base_url, verbose)
+    listed: list[str] | None = None
+    if ask:
+
+        async def find() -> tuple[str, list[str]]:
+            async with _common.make_client(opts) as client:
+                return client.app_id, await live_agent_ids(client, None)
+
+        app_id, listed = _common.call(ctx, opts, find, json_mode=json_mode)
+        # Asked between two event loops, on the main thread: Ctrl-C at the prompt aborts
+        # at once (a prompt in a worker thread would keep the process alive until Enter).
+        question = f"Stop {len(listed)} live agent(s) of App ID {app_id}?"
+        if listed and not click.confirm(question, default=False, err=True):
+            _render.info("nothing stopped")
+            ctx.exit(_common.EXIT_FAILURE)
 
     async def main() -> int:
         async with _common.make_client(opts) as client:
             if agent_ids:
                 results = await leave_all(client, dict.fromkeys(agent_ids), gone_is_stopped=False)
                 return report_stops(results, json_mode=json_mode, verbose=opts.verbose)
-            ids = await live_agent_ids(client, channel)
-            if ids and all_running and not yes:
-                question = f"Stop {len(ids)} live agent(s) of App ID {client.app_id}?"
-                if not await anyio.to_thread.run_sync(
-                    lambda: click.confirm(question, default=False, err=True)
-                ):
-                    _render.info("nothing stopped")
-                    return _common.EXIT_FAILURE
+            ids = listed if listed is not None else await live_agent_ids(client, channel)
             results = await leave_all(client, ids, gone_is_stopped=True)
         return report_stops(results, json_mode=json_mode, verbose=opts.verbose)
 

@@ -272,8 +272,8 @@ def make_client(
 @contextmanager
 def sdk_logging(verbose: bool) -> Iterator[None]:
     """Send the SDK's log lines to stderr while a command runs: every request with its
-    request id at DEBUG with ``--verbose``, warnings otherwise. The SDK's lines carry no
-    secret (redacted at the source)."""
+    request id at DEBUG with ``--verbose``, errors only otherwise (a command reports its
+    own failures). The SDK's lines carry no secret (redacted at the source)."""
     logger = logging.getLogger("agora_stt_async")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -292,6 +292,23 @@ def sdk_logging(verbose: bool) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
+def call(
+    ctx: click.Context,
+    settings: Settings,
+    fn: Callable[[], Awaitable[_V]],
+    *,
+    json_mode: bool = False,
+) -> _V:
+    """Run ``fn`` on asyncio and return its result; on its error, report it and exit
+    with that error's status."""
+    with sdk_logging(settings.verbose):
+        try:
+            result = anyio.run(fn, backend="asyncio")
+        except (AgoraSTTError, CLIFailure, TimeoutError) as error:
+            ctx.exit(report(error, verbose=settings.verbose, json_mode=json_mode))
+    return result
+
+
 def run(
     ctx: click.Context,
     settings: Settings,
@@ -300,9 +317,13 @@ def run(
     json_mode: bool = False,
 ) -> NoReturn:
     """Run ``fn`` on asyncio and exit with its status, or with the status of its error."""
-    with sdk_logging(settings.verbose):
-        try:
-            code = anyio.run(fn, backend="asyncio")
-        except (AgoraSTTError, CLIFailure, TimeoutError) as error:
-            code = report(error, verbose=settings.verbose, json_mode=json_mode)
-    ctx.exit(code)
+    ctx.exit(call(ctx, settings, fn, json_mode=json_mode))
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a question on stdin (not a pipe, a file or closed)."""
+    stream = sys.stdin
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False

@@ -520,7 +520,8 @@ def demo(
 
 @click.command("emulator")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
+# Not 0: the banner's export lines must name the port the server really listens on.
+@click.option("--port", type=click.IntRange(1, 65535), default=8787, show_default=True)
 @click.option(
     "--fault-rate",
     type=click.FloatRange(0.0, 1.0),
