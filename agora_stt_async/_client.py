@@ -67,6 +67,9 @@ _GET: Final = Endpoint("query", "GET", idempotent=True, group="query")
 _UPDATE: Final = Endpoint("update", "POST", idempotent=True)
 _LEAVE: Final = Endpoint("leave", "POST", idempotent=True, expects_body=False)
 _LIST: Final = Endpoint("list", "GET", idempotent=True, group="query")
+# Acquire stays non-idempotent although a second token is harmless: the issue retries
+# join, start and acquire only when the request surely never reached the server, and
+# each acquire answered twice would leave a token nobody records.
 _ACQUIRE: Final = Endpoint("acquire", "POST", idempotent=False)
 _START: Final = Endpoint("start", "POST", idempotent=False)
 _QUERY: Final = Endpoint("legacy_query", "GET", idempotent=True, group="query")
@@ -211,15 +214,51 @@ def _check_timeout(timeout: object) -> None:
         )
 
 
+def _check_options(
+    *,
+    clock: object,
+    rng: object,
+    http_client: object,
+    transport: object,
+    allow_insecure: object,
+    fast: object,
+) -> None:
+    """The objects the client uses later, checked now: a wrong one would otherwise fail
+    with an AttributeError on the first request or the first retry."""
+    if clock is not None and not isinstance(clock, Clock):
+        raise ConfigurationError(
+            "clock must have now(), monotonic() and async sleep(seconds) (e.g. "
+            f"agora_stt_async.testing.FakeClock), got {type(clock).__name__}"
+        )
+    if rng is not None and not isinstance(rng, random.Random):
+        raise ConfigurationError(f"rng must be a random.Random, got {type(rng).__name__}")
+    if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+        raise ConfigurationError(
+            f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
+        )
+    if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+        raise ConfigurationError(
+            f"transport must be an httpx.AsyncBaseTransport, got {type(transport).__name__}"
+        )
+    if not isinstance(allow_insecure, bool):
+        raise ConfigurationError(f"allow_insecure must be True or False, got {allow_insecure!r}")
+    if fast is not None and not isinstance(fast, bool):
+        raise ConfigurationError(f"fast must be None, True or False, got {fast!r}")
+
+
 def _id(value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError(field, "must be a non-empty string", value)
     return quote(value, safe="")
 
 
+_INT64_MAX: Final = 2**63 - 1
+
+
 def _sequence_id(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError("sequence_id", "must be an integer >= 0", value)
+    # spec §4.6: sequenceId is an integer >= 0, int64 (the OpenAPI's format).
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+        raise ValidationError("sequence_id", "must be an integer in 0..2**63-1 (int64)", value)
     return value
 
 
@@ -240,7 +279,18 @@ def build_update(
     translate_enable: bool | None = None,
     translate_languages: Sequence[LanguagePair] | None = None,
 ) -> UpdateRequest:
-    """An ``UpdateRequest`` from either a model or keyword fields (not both)."""
+    """An ``UpdateRequest`` from either a model or keyword fields (not both).
+
+    Raises:
+        ValidationError: ``request`` is not an ``UpdateRequest`` (a dict, say), both are
+            given, or a field breaks its limit.
+    """
+    if request is not None and not isinstance(request, UpdateRequest):
+        raise ValidationError(
+            "request",
+            f"must be an UpdateRequest (or pass the fields as keywords), "
+            f"not {type(request).__name__}",
+        )
     given = any(
         value is not None
         for value in (
@@ -339,9 +389,14 @@ class AgentsAPI:
         """Change a running agent (``POST /agents/{agentId}/update``).
 
         Pass the fields to change (or an ``UpdateRequest``); each is replaced as a
-        whole and ``updateMask`` is derived from them. ``sequence_id`` must grow with
-        every update of the agent (``Session`` allocates it for you). Agora asks for at
-        least 5 s between updates.
+        whole and ``updateMask`` is derived from them. ``sequence_id`` (an int64 >= 0)
+        must grow with every update of the agent (``Session`` allocates it for you).
+        Agora asks for at least 5 s between updates.
+
+        Raises:
+            ValidationError: ``request`` is not an ``UpdateRequest``, a field breaks its
+                limit, or ``sequence_id`` is not in 0..2**63-1.
+            APIError, TransportError: see ``agora_stt_async._errors``.
         """
         body = build_update(
             request,
@@ -608,15 +663,18 @@ class AsyncClient:
             dependency), httpx's own transport on trio or without aiohttp; ``True`` =
             aiohttp, required; ``False`` = httpx's own transport. ``fast=True`` cannot
             be combined with ``http_client`` or ``transport``.
-        clock: time source (tests pass a fake one).
-        allow_insecure: allow ``http://`` to a non-loopback host.
+        clock: time source (tests pass a fake one): an object with ``now()``,
+            ``monotonic()`` and ``async sleep(seconds)`` (``agora_stt_async.testing.FakeClock``).
+        allow_insecure: allow ``http://`` to a non-loopback host (a bool).
+        rng: the ``random.Random`` jitter is drawn from (tests pass a seeded one).
         rate_limit: client-side rate limiting (``RateLimit``; see its defaults and why).
             ``"auto"`` (default): ``RateLimit()`` towards Agora, off towards a loopback
             host or a ``transport`` (an emulator has no quota); a ``RateLimiter`` to
             share one budget between clients of the same App ID; ``None``: off.
 
     Raises:
-        ConfigurationError: a credential is missing, or a base URL is unusable.
+        ConfigurationError: a credential is missing, a base URL is unusable, or an
+            option has the wrong type (checked here, not on the first request).
     """
 
     def __init__(
@@ -660,6 +718,14 @@ class AsyncClient:
             raise ConfigurationError("missing credentials")
         _check_credentials(app, cid, secret)
         _check_timeout(timeout)
+        _check_options(
+            clock=clock,
+            rng=rng,
+            http_client=http_client,
+            transport=transport,
+            allow_insecure=allow_insecure,
+            fast=fast,
+        )
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
         if fast and (http_client is not None or transport is not None):
@@ -725,6 +791,11 @@ class AsyncClient:
     @property
     def retry_policy(self) -> RetryPolicy:
         return self._http.retry_policy
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this client waits and times with (a ``Session`` follows it)."""
+        return self._http.clock
 
     def statistics(self) -> ClientStatistics:
         """Requests, retries, errors and latency percentiles so far, per operation."""

@@ -49,6 +49,11 @@ SLICE_DURATION_MAX_S: Final = 28800
 FILE_NAME_PREFIX_MAX_LEN: Final = 128
 STORAGE_VENDORS: Final = frozenset({1, 2, 3, 5, 6, 7, 8, 11})
 STORAGE_VENDOR_S3_COMPATIBLE: Final = 11
+STORAGE_VENDOR_AMAZON_S3: Final = 1
+AMAZON_S3_REGIONS: Final = frozenset((*range(18), *range(20, 26), 28))
+"""spec §9: the ``region`` codes STT caption recording accepts for Amazon S3 (vendor 1):
+0..17 (US_EAST_1 .. US_GOV_WEST_1), 20..25 (AP_NORTHEAST_3 .. EU_SOUTH_1), 28
+(IL_CENTRAL_1)."""
 SSE_VALUES: Final = frozenset({"aes256", "kms"})
 
 # spec §4.1 [CONFLICT]: 5..2592000 (reference pages, OpenAPI in shared/) vs 0..259200

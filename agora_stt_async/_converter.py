@@ -40,6 +40,7 @@ from agora_stt_async._models import (
     UpdateRequest,
     UpdateRtcConfig,
 )
+from agora_stt_async._secrets import redact_text
 
 T = TypeVar("T")
 E = TypeVar("E", AgentStatus, LegacyTaskStatus)
@@ -105,6 +106,9 @@ def _strict_bool(value: object, _type: object) -> bool:
 
 
 def _strict_enum(value: object, enum_cls: type[E]) -> E:
+    # An unknown status in a 200 stays a ResponseError (the enum refuses it): guessing
+    # what an undocumented state means could make the session stop watching, or leave
+    # running, a task whose real state it cannot tell.
     if not isinstance(value, str):
         raise TypeError(f"expected a status string, got {type(value).__name__}")
     return enum_cls(value)
@@ -214,7 +218,13 @@ def structure_request(body: Mapping[str, Any], cls: type[T]) -> T:
 
 
 def _excerpt(body: object) -> str:
-    return repr(body)[:200]
+    """The start of a parsed body for an error, credential-like values (``tokenName``,
+    ...) masked: the error's attributes are printed, logged and pickled."""
+    try:
+        text = repr(body)[:800]
+    except (ValueError, RecursionError):  # nested too deep, or an int past 4300 digits
+        return f"<{type(body).__name__}>"
+    return redact_text(text)[:200]
 
 
 def _require_mapping(body: object, what: str, info: ResponseInfo | None) -> Mapping[str, Any]:
@@ -242,12 +252,17 @@ def structure_response(body: object, cls: type[T], *, info: ResponseInfo | None 
 
 
 def structure_page(body: object, *, info: ResponseInfo | None = None) -> AgentPage:
-    """Parse a ``GET /agents`` body (``data.count``, ``data.list``, ``meta``) into a page."""
+    """Parse a ``GET /agents`` body (``data.count``, ``data.list``, ``meta``) into a page.
+
+    Every item carries the page's ``response`` (one shared object, as every other result
+    carries its exchange).
+    """
     mapping = _require_mapping(body, "AgentPage", info)
     try:
         wire = converter.structure(mapping, _ListBody)
         items = tuple(
-            attrs.evolve(_structure_list_item(item, Agent), raw=item) for item in wire.data.list
+            attrs.evolve(_structure_list_item(item, Agent), raw=item, response=info)
+            for item in wire.data.list
         )
     except Exception as exc:  # see structure_response
         raise _response_error("AgentPage", exc, mapping, info) from exc

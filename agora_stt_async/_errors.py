@@ -6,9 +6,10 @@ The tree::
     ├── ConfigurationError (ValueError)   missing credential, insecure base URL, bad options
     ├── ValidationError (ValueError)      a request breaks a documented limit: .field .limit
     ├── UsageError (RuntimeError)         local misuse: closed client, stopped handle, ...
-    ├── TransportError                    no complete answer; .maybe_processed
+    ├── TransportError                    no complete answer; .maybe_processed .request_id
     │   ├── ConnectError                    never reached the server: safe to retry anything
-    │   ├── RequestTimeout                  sent, no answer in time: may have been processed
+    │   ├── RequestTimeout                  sent, no answer in time (or within the call's
+    │   │                                   deadline): may have been processed
     │   └── ConnectionLost                  sent, connection dropped: may have been processed
     ├── APIError                          the server answered with a failure:
     │   │                                   .status_code .code .message .reason .detail
@@ -24,7 +25,7 @@ The tree::
     │   │   └── BuilderTokenExpiredError      "resourceId reaches out the limited time interval!"
     │   ├── QuotaExceededError              422
     │   ├── RateLimitError                  429; .retry_after
-    │   └── ServerError                     5xx, codes 1, 6, 20, 23, 501, 502, 504
+    │   └── ServerError                     5xx, codes 1, 6, 20, 23, 501, 502, 504; 62 on start
     ├── NotificationError (ValueError)    an NCS callback body that is not a documented event
     │   └── SignatureError                  its signature headers are missing or do not match
     ├── ResponseError                     a success status with a body the spec does not allow
@@ -33,7 +34,8 @@ The tree::
         └── StopIncompleteError             exit could not confirm every stop: .keys
 
 Errors carry plain data (no httpx objects), so they pickle and hold no credential: the
-URL in them has token-like query values masked, and no header is kept.
+URL in them has token-like query values masked, body excerpts have credential-like
+values masked (``tokenName``, ``secretKey``, ...), and no header is kept.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from collections.abc import Mapping
 from typing import ClassVar, Final
 
 from agora_stt_async._constants import CODE_5XX_BACKOFF_S, CODE_20_BACKOFF_S
-from agora_stt_async._secrets import redact_url
+from agora_stt_async._secrets import redact_text, redact_url
 
 __all__ = [
     "APIError",
@@ -119,37 +121,50 @@ class TransportError(AgoraSTTError):
 
     ``maybe_processed`` is ``True`` when the request may have reached the server and
     taken effect: a non-idempotent call (join, start, acquire) must then be reconciled,
-    not blindly repeated.
+    not blindly repeated. ``request_id`` is the ``X-Request-Id`` the SDK sent (no answer
+    carried the server's): quote it to Agora support to learn whether, say, a join that
+    timed out happened.
     """
 
     maybe_processed: ClassVar[bool] = True
 
-    def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", request_id: str | None = None
+    ) -> None:
         self.method = method
         self.url = redact_url(url)
-        super().__init__(f"{message} ({method} {self.url})" if method else message)
+        self.request_id = request_id
+        text = f"{message} ({method} {self.url})" if method else message
+        if request_id:
+            text += f" [request id {request_id}]"
+        super().__init__(text)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_transport, (type(self), self.args[0], self.method, self.url))
+        return (
+            _rebuild_transport,
+            (type(self), self.args[0], self.method, self.url, self.request_id),
+        )
 
 
 def _rebuild_transport(
-    cls: type[TransportError], text: str, method: str, url: str
+    cls: type[TransportError], text: str, method: str, url: str, request_id: str | None = None
 ) -> TransportError:
     error = cls.__new__(cls)
     Exception.__init__(error, text)
-    error.method, error.url = method, url
+    error.method, error.url, error.request_id = method, url, request_id
     return error
 
 
 class ConnectError(TransportError):
-    """The connection could not be opened: the request never reached the server."""
+    """The request never reached the server: the connection could not be opened, or
+    the call's total deadline (``RetryPolicy.timeout``) passed before it was sent."""
 
     maybe_processed: ClassVar[bool] = False
 
 
 class RequestTimeout(TransportError):
-    """The request was sent but no answer came in time."""
+    """The request was sent but no answer came in time: within the per-request
+    ``timeout``, or within what was left of the call's total deadline."""
 
 
 class ConnectionLost(TransportError):
@@ -162,11 +177,13 @@ class APIError(AgoraSTTError):
     Attributes:
         status_code: the HTTP status.
         code: Agora's numeric ``code`` from the body, when there is one.
-        message: the body's ``message`` (legacy and auth errors).
+        message: the body's ``message`` (legacy and auth errors); else its ``error``
+            (a string, or ``error.message``), as public clients fall back to (spec §6.2).
         reason: the body's ``reason`` (v7 and some legacy errors).
         detail: the body's ``detail`` (v7).
         request_id: the ``X-Request-Id`` of the exchange; quote it to Agora support.
-        body_excerpt: the first characters of the raw body, for bodies that are not JSON.
+        body_excerpt: the first characters of the raw body (whitespace collapsed,
+            credential-like values masked), whatever its format.
         retryable: whether the same request may succeed later.
         retry_after: seconds the server asked to wait (``Retry-After``), if any.
         backoff: the documented wait schedule for this error, if the docs give one.
@@ -415,6 +432,14 @@ _CODES: Final[Mapping[int, type[APIError]]] = {
     1003: BuilderTokenError,
 }
 
+# spec §6.1: code 62 means "STT not enabled" on acquire but "not started because of a
+# network problem" on start, which may succeed later. start is not idempotent, so the
+# client still sends it once; the session repeats it with the same builder token, which
+# cannot start a second task (a repeat answers 409 with the existing taskId).
+_CODES_BY_OPERATION: Final[Mapping[tuple[str, int], type[APIError]]] = {
+    ("start", 62): ServerError,
+}
+
 # spec §6.1: codes 1, 6 and 23 say "contact support": retrying will not help.
 _CODES_NOT_RETRYABLE: Final = frozenset({1, 6, 23})
 _CODE_BACKOFF: Final[Mapping[int, tuple[float, ...]]] = {
@@ -462,7 +487,18 @@ def _text(body: Mapping[str, object], key: str) -> str | None:
     value = body.get(key)
     if value is None:
         return None
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except (ValueError, RecursionError):  # a very deep list, an int past 4300 digits
+        return None
+
+
+# A code sent as text: ASCII digits only (str.isdigit() also accepts "²", which int()
+# refuses), one sign, and short enough for int() (which refuses more than 4300 digits).
+# Agora's codes have at most 4 digits; anything else is not a code.
+_CODE_TEXT: Final = re.compile(r"-?[0-9]{1,18}")
 
 
 def _int(body: Mapping[str, object], key: str) -> int | None:
@@ -471,14 +507,25 @@ def _int(body: Mapping[str, object], key: str) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if _CODE_TEXT.fullmatch(text):
+            return int(text)
     return None
+
+
+def _error_text(body: Mapping[str, object]) -> str | None:
+    """The body's ``error``: a string, or the ``message`` of an ``error`` object."""
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        error = error.get("message")
+    return error if isinstance(error, str) and error else None
 
 
 def _excerpt(raw: bytes) -> str:
     text = raw[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-    text = " ".join(text.split())
+    # Masked before it is cut, so a credential cut in half is masked too.
+    text = redact_text(" ".join(text.split()))
     return text[:EXCERPT_CHARS] + ("..." if len(text) > EXCERPT_CHARS else "")
 
 
@@ -500,12 +547,14 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _classify(
-    status: int, code: int | None, message: str | None, reason: str | None
+    status: int, code: int | None, message: str | None, reason: str | None, operation: str
 ) -> type[APIError]:
     if message:
         for prefix, cls in _MESSAGE_PREFIXES:
             if message.startswith(prefix):
                 return cls
+    if code is not None and (operation, code) in _CODES_BY_OPERATION:
+        return _CODES_BY_OPERATION[operation, code]
     if code is not None and code in _CODES:
         return _CODES[code]
     if reason and reason in _REASONS:
@@ -525,12 +574,16 @@ def error_from_response(
     retry_after: str | None = None,
     method: str = "",
     url: str = "",
+    operation: str = "",
 ) -> APIError:
     """The typed error for a failed response (any status but 200).
 
     Accepts every documented body shape: ``{detail, reason}``, ``{message}``,
-    ``{message, code}``, ``{code, reason}``, the v7 query failure body, and bodies that
-    are not JSON at all (an HTML gateway page, an empty body).
+    ``{message, code}``, ``{code, reason}``, the v7 query failure body, ``{error}``
+    gateway bodies, and bodies that are not JSON at all (an HTML gateway page, an empty
+    body). ``operation`` is the endpoint's name (``"start"``, ``"acquire"``, ...): a few
+    codes mean different things per operation (spec §6.1, code 62). Any body gives an
+    ``APIError``; nothing else is raised.
     """
     body: Mapping[str, object] = {}
     try:
@@ -539,11 +592,11 @@ def error_from_response(
         decoded = None
     if isinstance(decoded, dict):
         body = decoded
-    message = _text(body, "message")
+    message = _text(body, "message") or _error_text(body)
     reason = _text(body, "reason")
     detail = _text(body, "detail")
     code = _int(body, "code")
-    cls = _classify(status_code, code, message, reason)
+    cls = _classify(status_code, code, message, reason, operation)
     fields: dict[str, object] = {
         "status_code": status_code,
         "code": code,
@@ -551,7 +604,7 @@ def error_from_response(
         "reason": reason,
         "detail": detail,
         "request_id": request_id,
-        "body_excerpt": "" if body else _excerpt(raw_body),
+        "body_excerpt": _excerpt(raw_body),  # spec §6.2: keep the raw text
         "retry_after": parse_retry_after(retry_after),
         "method": method,
         "url": url,

@@ -10,6 +10,12 @@ Logging (logger ``agora_stt_async``) is one subscriber: one DEBUG line per attem
 method, path (token-like query values masked), status, elapsed time and request id; one
 INFO line per retry. Headers and bodies are never logged: they carry the credentials.
 The client-side rate limiter (``_ratelimit``) is consulted before every attempt.
+
+The call's total deadline (``RetryPolicy.timeout``) bounds everything: the retry waits
+(``decide``), the waits for a rate-limit token and for a slot in flight, and each
+attempt, whose transport gets what is left of it (``AutoClient.request`` and
+``read_httpx``: ``timeout_s``). Waits are measured on the injected ``Clock``; an attempt
+runs on the network's real time, so with a ``FakeClock`` only the waits are fake.
 """
 
 from __future__ import annotations
@@ -46,9 +52,15 @@ from agora_stt_async._hosts import HostPool, counts_as_host_failure
 from agora_stt_async._models.common import ResponseInfo
 from agora_stt_async._ratelimit import EndpointGroup, RateLimiter, Reservation
 from agora_stt_async._retry import RetryPolicy, RetryState, decide
-from agora_stt_async._secrets import Secret, redact_url
+from agora_stt_async._secrets import Secret, redact_text, redact_url
 from agora_stt_async._stats import ClientStatistics, StatsRecorder
-from agora_stt_async._transports import AutoClient, auto_client
+from agora_stt_async._transports import (
+    MAX_BODY_BYTES,
+    AutoClient,
+    ReadResponse,
+    auto_client,
+    read_httpx,
+)
 from agora_stt_async._version import __version__
 from agora_stt_async.hooks import (
     CallCompleted,
@@ -110,8 +122,10 @@ class _RedactingFilter(logging.Filter):
 
 
 _HTTPX_LOG_FILTER: Final = _RedactingFilter()
-_READ: Final = httpx.ByteStream(b"")
-"""What a response's ``stream`` becomes once its body has been read (see ``_attempt``)."""
+
+_NO_BOUND_S: Final = 1e9
+"""A remaining deadline longer than this (about 31 years; ``math.inf`` included) is
+no bound at all: the transports are then given none."""
 
 
 @final
@@ -131,11 +145,19 @@ class _InFlight:
     def __init__(self, total: int) -> None:
         self._limiter = anyio.CapacityLimiter(total)
 
-    async def acquire(self) -> None:
+    async def acquire(self, timeout_s: float | None) -> bool:
+        """Take a slot; wait at most ``timeout_s`` seconds (``None``: no bound) for one.
+
+        Returns ``False`` (and holds nothing) when the wait ran out.
+        """
         try:
             self._limiter.acquire_nowait()
         except anyio.WouldBlock:
-            await self._limiter.acquire()
+            with anyio.move_on_after(timeout_s):  # only when waiting: no cost otherwise
+                await self._limiter.acquire()
+                return True
+            return False
+        return True
 
     def release(self) -> None:
         self._limiter.release()
@@ -196,16 +218,33 @@ def _check_request_id(value: object) -> str | None:
     return value
 
 
-def _translate(exc: httpx.HTTPError, method: str, url: str) -> TransportError:
-    """httpx's exception → ours, the most specific first."""
+def _translate(
+    exc: httpx.HTTPError, method: str, url: str, request_id: str | None = None
+) -> TransportError:
+    """httpx's exception → ours, the most specific first; ``request_id`` is the one sent."""
+    cls: type[TransportError]
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return ConnectError(f"could not connect: {type(exc).__name__}", method=method, url=url)
-    if isinstance(exc, httpx.PoolTimeout):
+        cls, what = ConnectError, f"could not connect: {type(exc).__name__}"
+    elif isinstance(exc, httpx.PoolTimeout):
         # Never left this process: nothing was sent.
-        return ConnectError("no free connection in the pool", method=method, url=url)
-    if isinstance(exc, httpx.TimeoutException):
-        return RequestTimeout(f"no answer in time: {type(exc).__name__}", method=method, url=url)
-    return ConnectionLost(f"connection lost: {type(exc).__name__}", method=method, url=url)
+        cls, what = ConnectError, "no free connection in the pool"
+    elif isinstance(exc, httpx.TimeoutException):
+        cls, what = RequestTimeout, f"no answer in time: {type(exc).__name__}"
+    else:
+        cls, what = ConnectionLost, f"connection lost: {type(exc).__name__}"
+    return cls(what, method=method, url=url, request_id=request_id)
+
+
+class _Expired(Exception):
+    """The call's total deadline passed: raise ``error`` and retry nothing."""
+
+    def __init__(self, error: TransportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _NotSent(Exception):
+    """The deadline passed before the request was sent (raised by ``_admit``)."""
 
 
 @final
@@ -262,6 +301,10 @@ class HttpCore:
             self._owns_client = True
 
     @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
     def base_urls(self) -> tuple[str, ...]:
         return self._hosts.urls
 
@@ -292,7 +335,11 @@ class HttpCore:
         Raises:
             APIError: the server answered with a failure (after any retries).
             TransportError: no answer (after any retries); see ``maybe_processed``.
-            ResponseError: a 200 whose body is not JSON.
+                The policy's total deadline passing ends the call with one too:
+                ``RequestTimeout`` while an attempt was under way, ``ConnectError``
+                while waiting to send (nothing was sent).
+            ResponseError: a 200 whose body is not JSON, or a body over
+                ``MAX_BODY_BYTES``.
             UsageError: the client (or the ``http_client`` passed in) is closed, also
                 when that happens while the call waits.
             ValidationError: ``request_id`` cannot be sent as a header.
@@ -315,6 +362,7 @@ class HttpCore:
             content = json.dumps(json_body, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
         state = RetryState.start(self._clock.monotonic())
+        deadline = state.started_at + policy.timeout
         if self._budget is not None:
             self._budget.record_request(self._clock.monotonic())
         self.stats.record_call(endpoint.name)
@@ -326,26 +374,50 @@ class HttpCore:
                 try:
                     if delay > 0:
                         await self._clock.sleep(delay)
-                    await self._admit(endpoint, request_id)
-                except BaseException:
-                    # The retry is never sent (cancelled, or the client closed meanwhile):
-                    # its retry-budget token goes back.
+                    await self._admit(endpoint, request_id, deadline)
+                except BaseException as exc:
+                    # The retry is never sent (cancelled, the client closed meanwhile, the
+                    # deadline passed): its retry-budget token goes back.
                     if spent_at is not None and self._budget is not None:
                         self._budget.refund(spent_at, self._clock.monotonic())
+                    if isinstance(exc, _NotSent):
+                        url = self._hosts.current(self._clock.monotonic()) + path
+                        raise _not_sent(exc, policy, endpoint, url, request_id) from None
                     raise
                 spent_at = None
                 base_url = self._hosts.current(self._clock.monotonic())
                 url = base_url + path
                 try:
                     exchange = await self._attempt(
-                        endpoint, url, params, content, headers, request_id, base_url, state.attempt
+                        endpoint,
+                        url,
+                        params,
+                        content,
+                        headers,
+                        request_id,
+                        base_url,
+                        state.attempt,
+                        deadline,
                     )
+                except _NotSent as exc:
+                    raise _not_sent(exc, policy, endpoint, url, request_id) from None
                 except ResponseError as error:
                     self.stats.record_error(endpoint.name)
                     self._completed(endpoint, request_id, state, error)
                     raise
                 except (APIError, TransportError) as error:
                     now = self._clock.monotonic()
+                    if isinstance(error, RequestTimeout) and now >= deadline:
+                        # The deadline itself ended the attempt (or fell due with it).
+                        raise _Expired(
+                            RequestTimeout(
+                                "no answer within the call's deadline "
+                                f"({policy.timeout:g} s, attempts and waits together)",
+                                method=endpoint.method,
+                                url=url,
+                                request_id=request_id,
+                            )
+                        ) from None
                     decision = decide(
                         policy,
                         state,
@@ -392,6 +464,10 @@ class HttpCore:
                         captured.append(exchange.info)
                     self._completed(endpoint, request_id, state, None, exchange.info)
                     return exchange
+        except _Expired as expired:
+            self.stats.record_error(endpoint.name)
+            self._completed(endpoint, request_id, state, expired.error)
+            raise expired.error from None
         except BaseException as exc:
             # Failures of an attempt were reported above; anything else (a cancellation,
             # the client closed during a wait) is reported here, then raised.
@@ -426,16 +502,18 @@ class HttpCore:
             )
         )
 
-    async def _admit(self, endpoint: Endpoint, request_id: str) -> None:
+    async def _admit(self, endpoint: Endpoint, request_id: str, deadline: float) -> None:
         """Wait for a rate-limit token, then for a slot in flight (held on return; the
-        attempt releases it). A wait that ends without sending (cancelled, or the client
-        closed meanwhile) gives back what it took: nothing is charged for it."""
+        attempt releases it), both within the call's ``deadline`` (``_NotSent`` past it).
+        A wait that ends without sending (cancelled, the client closed meanwhile, the
+        deadline) gives back what it took: nothing is charged for it."""
         limiter = self.rate_limiter
         reservation = None
         if limiter is not None:
-            reservation = await self._take_token(limiter, endpoint, request_id)
+            reservation = await self._take_token(limiter, endpoint, request_id, deadline)
         try:
-            await self._limiter.acquire()
+            if not await self._limiter.acquire(_bound(deadline - self._clock.monotonic())):
+                raise _NotSent("no slot in flight (max_in_flight) came free")
             if self._closed or self._client.is_closed:
                 self._limiter.release()
                 raise UsageError(_CLOSED if self._closed else "the http_client passed in is closed")
@@ -445,16 +523,21 @@ class HttpCore:
             raise
 
     async def _take_token(
-        self, limiter: RateLimiter, endpoint: Endpoint, request_id: str
+        self, limiter: RateLimiter, endpoint: Endpoint, request_id: str, deadline: float
     ) -> Reservation:
         """Wait for the rate limiter's token and return it. A cancelled wait gives the
         token back; a 429 that reschedules everything (``epoch``) sends the waiter to
-        queue again."""
+        queue again. A wait that would end past ``deadline`` is not made (``_NotSent``):
+        the token goes back at once."""
         clock = self._clock
         while True:
-            reservation = limiter.reserve(endpoint.group, clock.monotonic())
+            now = clock.monotonic()
+            reservation = limiter.reserve(endpoint.group, now)
             if reservation.wait <= 0:
                 return reservation
+            if now + reservation.wait >= deadline:
+                limiter.cancel(reservation, now)
+                raise _NotSent(f"the rate limiter's wait of {reservation.wait:.3g} s does not fit")
             if self.hooks.wants(RateLimitedWait):
                 self.hooks.emit(
                     RateLimitedWait(
@@ -493,6 +576,32 @@ class HttpCore:
                 )
             )
 
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str | int] | None,
+        content: bytes | None,
+        headers: dict[str, str],
+        timeout_s: float | None,
+    ) -> ReadResponse:
+        """One request on the client in use, its body read (at most ``MAX_BODY_BYTES``)
+        within ``timeout_s`` seconds; httpx's exceptions on failure."""
+        client = self._client
+        if isinstance(client, AutoClient):
+            return await client.request(
+                method, url, params=params, content=content, headers=headers, timeout_s=timeout_s
+            )
+        return await read_httpx(
+            client,
+            method,
+            url,
+            params=params,
+            content=content,
+            headers=headers,
+            timeout_s=timeout_s,
+        )
+
     async def _attempt(
         self,
         endpoint: Endpoint,
@@ -503,7 +612,12 @@ class HttpCore:
         request_id: str,
         base_url: str,
         attempt: int,
+        deadline: float,
     ) -> Exchange:
+        remaining = deadline - self._clock.monotonic()
+        if remaining <= 0:
+            self._limiter.release()  # taken by _admit
+            raise _NotSent("the deadline fell due as the attempt was to begin")
         hooks = self.hooks
         if hooks.wants(RequestSent):
             hooks.emit(
@@ -519,11 +633,11 @@ class HttpCore:
         started = self._clock.monotonic()
         try:  # the slot in flight was taken by _admit
             try:
-                response = await self._client.request(
-                    endpoint.method, url, params=params, content=content, headers=headers
+                response = await self._send(
+                    endpoint.method, url, params, content, headers, _bound(remaining)
                 )
             except httpx.HTTPError as exc:
-                error = _translate(exc, endpoint.method, url)
+                error = _translate(exc, endpoint.method, url, request_id)
                 if counts_as_host_failure(error):
                     self._hosts.report_failure(base_url, self._clock.monotonic())
                 elapsed = self._clock.monotonic() - started
@@ -551,15 +665,9 @@ class HttpCore:
         answered_id = response.headers.get(REQUEST_ID_HEADER) or request_id
         self.stats.record_attempt(endpoint.name, status, elapsed)
         raw = response.content
-        # Read in full and closed: drop the body stream, which points back at the
-        # response (httpx's BoundAsyncStream), so the response, its request and the
-        # pool's bookkeeping are freed at once by reference counting rather than
-        # left for the cyclic GC (whose oldest generation runs rarely: the memory of
-        # a long listing would otherwise climb with the number of pages).
-        if isinstance(response, httpx.Response):
-            response.stream = _READ
         failure: APIError | None = None
         if status != 200:
+            # A body over the cap still gives its status: its class, from the first bytes.
             failure = error_from_response(
                 status,
                 raw,
@@ -567,6 +675,7 @@ class HttpCore:
                 retry_after=response.headers.get("Retry-After"),
                 method=endpoint.method,
                 url=url,
+                operation=endpoint.name,
             )
         if self.rate_limiter is not None:
             self._rate_feedback(status, None if failure is None else failure.retry_after)
@@ -596,7 +705,37 @@ class HttpCore:
             headers=response.headers,
             elapsed_s=elapsed,
         )
+        if response.truncated:
+            raise ResponseError(
+                f"the server answered 200 with a body over {MAX_BODY_BYTES} bytes; "
+                "no answer of this API is that large, so it was not read",
+                request_id=answered_id,
+                body_excerpt=_excerpt(raw),
+            )
         return Exchange(body=_decode(raw, info) if endpoint.expects_body else None, info=info)
+
+
+def _not_sent(
+    exc: _NotSent, policy: RetryPolicy, endpoint: Endpoint, url: str, request_id: str
+) -> _Expired:
+    return _Expired(
+        ConnectError(
+            f"nothing was sent: {exc} within the call's deadline ({policy.timeout:g} s)",
+            method=endpoint.method,
+            url=url,
+            request_id=request_id,
+        )
+    )
+
+
+def _bound(remaining: float) -> float | None:
+    """What is left of a deadline as a timeout for the transport (``None``: unbounded)."""
+    return None if remaining > _NO_BOUND_S else max(0.0, remaining)
+
+
+def _excerpt(raw: bytes) -> str:
+    """The first 200 characters of a body, credential-like values masked."""
+    return redact_text(raw[:800].decode("utf-8", errors="replace"))[:200]
 
 
 def _decode(raw: bytes, info: ResponseInfo) -> Any:
@@ -605,9 +744,8 @@ def _decode(raw: bytes, info: ResponseInfo) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        text = raw[:200].decode("utf-8", errors="replace")
         raise ResponseError(
             "the server answered 200 with a body that is not JSON",
             request_id=info.request_id,
-            body_excerpt=text,
+            body_excerpt=_excerpt(raw),
         ) from exc

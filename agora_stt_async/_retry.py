@@ -84,6 +84,8 @@ DOCUMENTED_JITTER: Final = 0.1
 fleet of clients told "exactly 3 s" by the same outage would retry in lockstep."""
 
 _LOCAL_ERRORS: Final = (ValidationError, ConfigurationError, UsageError)
+_MAX_SLICES: Final = 10_000
+"""A ring of buckets is one list: beyond this, memory for no finer expiry."""
 
 
 # --- validators: bad policy values are a ConfigurationError ---------------------------
@@ -92,15 +94,27 @@ _LOCAL_ERRORS: Final = (ValidationError, ConfigurationError, UsageError)
 _Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
 
-def _number(*, minimum: float, allow_inf: bool = False, strict: bool = False) -> _Validator:
+def _number(
+    *,
+    minimum: float,
+    allow_inf: bool = False,
+    strict: bool = False,
+    maximum: float | None = None,
+) -> _Validator:
     def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
         ok = False
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int too large for a float
+                number = math.nan
             ok = not math.isnan(number) and (allow_inf or not math.isinf(number))
             ok = ok and (number > minimum if strict else number >= minimum)
+            ok = ok and (maximum is None or number <= maximum)
         if not ok:
             bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            if maximum is not None:
+                bound += f" and <= {maximum:g}"
             kind = "a number" if allow_inf else "a finite number"
             raise ConfigurationError(f"{attribute.name} must be {kind} {bound}, got {value!r}")
 
@@ -145,12 +159,18 @@ class RetryBudgetConfig:
         window_s: seconds a deposit (and a withdrawal) counts before it expires.
 
     Raises:
-        ConfigurationError: a negative, NaN or infinite value, or ``window_s <= 0``.
+        ConfigurationError: a negative, NaN or infinite value, or one past its bound:
+            ``ratio`` up to 1000, ``min_per_s`` up to 1,000,000, ``window_s`` from 0.001
+            to 1,000,000 s.
     """
 
-    ratio: float = attrs.field(default=0.1, validator=_number(minimum=0.0))
-    min_per_s: float = attrs.field(default=1.0, validator=_number(minimum=0.0))
-    window_s: float = attrs.field(default=10.0, validator=_number(minimum=0.0, strict=True))
+    # The bounds keep the budget's arithmetic finite (it counts millionths of a token,
+    # and slices of window_s / slices seconds), and are far past any useful setting:
+    # a ratio of 1000 already means "retry everything", a window under a millisecond
+    # or past 11 days means no budget at all.
+    ratio: float = attrs.field(default=0.1, validator=_number(minimum=0.0, maximum=1e3))
+    min_per_s: float = attrs.field(default=1.0, validator=_number(minimum=0.0, maximum=1e6))
+    window_s: float = attrs.field(default=10.0, validator=_number(minimum=1e-3, maximum=1e6))
 
 
 @final
@@ -161,7 +181,10 @@ class RetryPolicy:
     Args:
         attempts: total tries, the first one included (``1`` never retries).
         timeout: total deadline in seconds for every attempt and wait of one call; a
-            retry whose wait would end after it is not made. ``math.inf`` for none.
+            retry whose wait would end after it is not made, and each attempt (and its
+            waits for a rate-limit token or a slot in flight) gets only what is left
+            (the client then raises ``RequestTimeout``, or ``ConnectError`` when nothing
+            was sent). ``math.inf`` for none.
         wait_initial: cap of the first exponential wait, in seconds.
         wait_max: cap of any exponential wait, in seconds.
         wait_exp_base: growth of the cap per retry.
@@ -441,8 +464,10 @@ def decide(
         delay, source = compute_backoff(policy, retry_no, rng), "exponential backoff"
 
     # Judged with the real wait even under no_wait, so the switch never changes a decision.
+    # A wait that ends on the deadline is made (the attempt then gets what is left); none
+    # is made once the deadline has passed.
     deadline = state.started_at + policy.timeout
-    if now + delay > deadline:
+    if now + delay > deadline or now >= deadline:
         return _stop(
             f"{what}: waiting {delay:.3g} s would pass the {policy.timeout:g} s deadline "
             f"({now - state.started_at:.3g} s elapsed)"
@@ -497,10 +522,10 @@ class RetryBudget:
             slices: buckets in the ring; more is finer expiry, same O(1).
 
         Raises:
-            ConfigurationError: ``slices`` below 1.
+            ConfigurationError: ``slices`` below 1 or above 10,000.
         """
-        if type(slices) is not int or slices < 1:
-            raise ConfigurationError(f"slices must be an int >= 1, got {slices!r}")
+        if type(slices) is not int or not 1 <= slices <= _MAX_SLICES:
+            raise ConfigurationError(f"slices must be an int in 1..{_MAX_SLICES}, got {slices!r}")
         self.config = RetryBudgetConfig() if config is None else config
         self._slice_s = self.config.window_s / slices
         self._buckets = [0] * slices

@@ -2,7 +2,8 @@
 
 ``Secret`` wraps a credential so that ``repr()``/``str()`` never show it; code that
 needs the value calls ``reveal()``, which makes every use easy to find. ``mask()`` is the
-attrs ``repr=`` hook for model fields that hold tokens and storage keys.
+attrs ``repr=`` hook for model fields that hold tokens and storage keys. ``redact_url()``
+and ``redact_text()`` mask token-like values in URLs and in body excerpts kept on errors.
 """
 
 from __future__ import annotations
@@ -57,3 +58,35 @@ _QUERY_SECRET = re.compile(r"(?i)(builderToken|token|secret|key)=([^&\s]+)")
 def redact_url(url: str) -> str:
     """``url`` with the values of token-like query parameters replaced by ``***``."""
     return _QUERY_SECRET.sub(lambda m: f"{m.group(1)}={MASK}", url)
+
+
+# Keys whose value is a credential, as the API spells them in bodies (both generations)
+# and as a gateway or proxy might: tokenName / builderToken / resourceId (the builder
+# token, spec §C.1), pubBotToken / subBotToken, secret / salt (encryption), accessKey /
+# secretKey (storage), and the generic password / authorization / api keys.
+_SECRET_KEY: Final = (
+    r"[\w-]*(?:token|secret|salt|password|authorization|resourceid|accesskey|apikey)[\w-]*"
+)
+_QUOTED_SECRET = re.compile(
+    rf"""(?ix)
+    (?P<q>["'])(?P<key>{_SECRET_KEY})(?P=q)    # "tokenName" or 'tokenName' (a Python repr)
+    (?P<sep>\s*:\s*)
+    (?: "(?:[^"\\]|\\.)*"?                   # a JSON string, possibly cut off at the end
+      | '(?:[^'\\]|\\.)*'?                   # a repr string
+      | [^\s,}}\]]+ )                          # a bare value (number, true, ...)
+    """
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` (a body excerpt: JSON, a Python repr, a query string) with the values of
+    credential-like keys replaced by ``***``.
+
+    Meant for excerpts kept on errors: a value cut off by truncation is masked too, so
+    mask before cutting the text short.
+    """
+    masked = _QUOTED_SECRET.sub(
+        lambda m: f'{m.group("q")}{m.group("key")}{m.group("q")}{m.group("sep")}"{MASK}"',
+        text,
+    )
+    return redact_url(masked)

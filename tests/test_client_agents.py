@@ -599,6 +599,34 @@ async def test_agents_update_model_and_fields_refused(client):
     assert info.value.field == "update"
 
 
+@pytest.mark.parametrize(
+    "request_body",
+    [{"languages": ["en-US"]}, "languages", ["en-US"]],
+    ids=["dict", "str", "list"],
+)
+async def test_agents_update_refuses_a_request_that_is_not_a_model(client, request_body):
+    """An update body that is not an UpdateRequest is a ValidationError before sending
+    (a dict once raised a bare AttributeError)."""
+    with no_requests(), pytest.raises(ValidationError) as info:
+        await client.agents.update("a", request_body, sequence_id=1)
+    assert info.value.field == "request"
+    assert "UpdateRequest" in str(info.value)
+
+
+async def test_agents_update_sequence_id_int64_bound(client):
+    """sequence_id is an int64 (spec §4.6): 2**63-1 is sent, 2**63 refused before sending."""
+    with no_requests(), pytest.raises(ValidationError) as info:
+        await client.agents.update("a", sequence_id=2**63, languages=["en-US"])
+    assert info.value.field == "sequence_id"
+    with mock() as router:
+        route = router.post("/agents/a/update").respond(
+            200, json={"agent_id": "a", "create_ts": 1, "status": "RUNNING"}
+        )
+        with anyio.fail_after(5):
+            await client.agents.update("a", sequence_id=2**63 - 1, languages=["en-US"])
+    assert route.calls.last.request.url.params["sequenceId"] == str(2**63 - 1)
+
+
 async def test_agents_update_nothing_refused(client):
     """An update with no field to change is refused before sending."""
     with no_requests(), pytest.raises(ValidationError) as info:
@@ -651,6 +679,18 @@ async def test_agents_leave_unknown_agent(client):
         pytest.param({"app_id": "a?x=1"}, "app_id must be letters", id="app-id-query"),
         pytest.param({"customer_id": "a:b"}, "customer_id cannot contain", id="customer-colon"),
         pytest.param({"customer_secret": b"x"}, "customer_secret must be", id="secret-bytes"),
+        # objects used later, checked now (they failed with an AttributeError on the
+        # first request or the first retry)
+        pytest.param({"clock": "x"}, "clock must have", id="clock-str"),
+        pytest.param({"rng": "x"}, "rng must be a random.Random", id="rng-str"),
+        pytest.param(
+            {"http_client": "x", "transport": None}, "http_client must be", id="http-client-str"
+        ),
+        pytest.param({"transport": "x"}, "transport must be", id="transport-str"),
+        pytest.param({"allow_insecure": "no"}, "allow_insecure must be", id="insecure-str"),
+        pytest.param({"allow_insecure": 1}, "allow_insecure must be", id="insecure-int"),
+        pytest.param({"fast": "yes", "transport": None}, "fast must be", id="fast-str"),
+        pytest.param({"fast": 0, "transport": None}, "fast must be", id="fast-int"),
     ],
 )
 def test_client_rejects_bad_configuration(kwargs: dict[str, Any], match: str) -> None:

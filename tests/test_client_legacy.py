@@ -27,6 +27,7 @@ from agora_stt_async import (
     ResponseError,
     RetryPolicy,
     RtcConfig,
+    ServerError,
     ServiceNotEnabledError,
     StorageConfig,
     Task,
@@ -259,6 +260,51 @@ async def test_legacy_start_repeated_names_existing_task(client):
     assert TOKEN not in str(info.value)
 
 
+async def test_legacy_start_code_62_is_a_network_failure(client):
+    """spec §6.1: code 62 on start means "not started because of a network problem": a
+    retryable ServerError (not ServiceNotEnabledError), still sent once (start is not
+    idempotent; the session repeats it with the same token)."""
+    with mock() as router:
+        route = router.post("/tasks").respond(400, json={"code": 62})
+        retry = RetryPolicy.testing()
+        with anyio.fail_after(5), pytest.raises(ServerError) as info:
+            await client.legacy.start(token(), START, retry=retry)
+    assert info.value.code == 62
+    assert info.value.retryable is True
+    assert route.call_count == 1
+
+
+async def test_legacy_acquire_code_62_is_not_enabled(client):
+    """spec §6.1: code 62 on acquire means STT is not enabled for the App ID."""
+    with mock() as router:
+        router.post("/builderTokens").respond(400, json={"code": 62})
+        with anyio.fail_after(5), pytest.raises(ServiceNotEnabledError) as info:
+            await client.legacy.acquire("room-1")
+    assert info.value.retryable is False
+
+
+async def test_legacy_update_refuses_a_request_that_is_not_a_model(client):
+    """A legacy update body that is not an UpdateRequest is a ValidationError before
+    sending (a dict once raised a bare AttributeError)."""
+    with no_requests(), pytest.raises(ValidationError) as info:
+        await client.legacy.update(TASK_ID, TOKEN, {"languages": ["en-US"]}, sequence_id=1)
+    assert info.value.field == "request"
+
+
+async def test_legacy_acquire_bad_body_masks_the_token(client):
+    """A 200 acquire body that cannot be parsed raises ResponseError without the builder
+    token anywhere in the error (its excerpt masks tokenName)."""
+    body = {"tokenName": TOKEN, "createTs": "soon", "instanceId": "room-1"}
+    with mock() as router:
+        router.post("/builderTokens").respond(200, json=body)
+        with anyio.fail_after(5), pytest.raises(ResponseError) as info:
+            await client.legacy.acquire("room-1")
+    head = TOKEN[:24]  # the excerpt is short: even a part of the token must not show
+    assert head not in repr(vars(info.value))
+    assert head not in str(info.value)
+    assert "tokenName" in info.value.body_excerpt
+
+
 async def test_legacy_start_expired_token(client):
     """The 5-minute window message raises BuilderTokenExpiredError."""
     with mock() as router:
@@ -425,6 +471,9 @@ async def test_legacy_update_with_model(client):
             id="legacy-same-source-target",
         ),
         pytest.param({"sequence_id": -1, "languages": ["en-US"]}, "sequence_id", id="seq-neg"),
+        pytest.param(
+            {"sequence_id": 2**63, "languages": ["en-US"]}, "sequence_id", id="seq-past-int64"
+        ),
         pytest.param({}, "update", id="nothing"),
     ],
 )

@@ -45,6 +45,11 @@ def _body(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
+RAW = "<the raw body>"
+"""``case(excerpt=RAW)``: the excerpt is the body's text, whitespace collapsed (spec §6.2:
+keep the raw text, JSON bodies included)."""
+
+
 def case(
     status: int,
     body: bytes,
@@ -55,7 +60,7 @@ def case(
     backoff: tuple[float, ...] = (),
     retry_after: str | None = None,
     retry_after_s: float | None = None,
-    excerpt: str | None = "",
+    excerpt: str | None = RAW,
 ) -> Any:
     return pytest.param(
         status,
@@ -383,6 +388,8 @@ def test_error_from_response_catalogue(
     if excerpt is None:
         assert error.body_excerpt.startswith("\ufffd")
         assert "not utf-8" in error.body_excerpt
+    elif excerpt is RAW:
+        assert error.body_excerpt == " ".join(body.decode().split())
     else:
         assert error.body_excerpt == excerpt
     text = str(error)
@@ -436,6 +443,94 @@ def test_error_url_query_tokens_are_masked():
     assert "SECRET" not in error.url
     assert "SECRET" not in str(error)
     assert "sequenceId=1" in error.url
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        pytest.param("20", 20, id="digits"),
+        pytest.param(" 77 ", 77, id="spaces"),
+        pytest.param("-1", -1, id="negative"),
+        pytest.param("--5", None, id="two-signs"),
+        pytest.param("--0", None, id="two-signs-zero"),
+        pytest.param("²", None, id="superscript-digit"),
+        pytest.param("9" * 5000, None, id="past-int-str-digits"),
+        pytest.param("1e3", None, id="exponent"),
+        pytest.param("", None, id="empty"),
+    ],
+)
+def test_error_code_text_is_parsed_strictly(code, expected):
+    """A code sent as text is read only when it is a plain integer; anything else is no
+    code, never a bare ValueError ("²" passes str.isdigit() but not int())."""
+    error = error_from_response(502, _body({"code": code, "message": "gateway"}))
+    assert isinstance(error, ServerError)
+    assert error.code == expected
+    assert error.message == "gateway"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param({"error": "Internal failure XYZ"}, "Internal failure XYZ", id="string"),
+        pytest.param(
+            {"error": {"code": 13, "message": "Internal failure XYZ", "status": "INTERNAL"}},
+            "Internal failure XYZ",
+            id="nested",
+        ),
+        pytest.param({"message": "first", "error": "second"}, "first", id="message-wins"),
+    ],
+)
+def test_error_json_body_falls_back_to_error_and_keeps_its_text(body, message):
+    """spec §6.2: a JSON failure body keeps its raw text, and ``error`` (a string, or
+    ``error.message``) is the message when ``message`` is missing."""
+    raw = _body(body)
+    error = error_from_response(500, raw, method="GET", url="https://h/a")
+    assert type(error) is ServerError
+    assert error.message == message
+    assert f"HTTP 500: {message} (GET https://h/a)" in str(error)
+    assert error.body_excerpt == raw.decode()
+
+
+def test_error_excerpt_masks_credentials():
+    """A failure body that echoes a builder token or a storage key keeps neither in the
+    error: its excerpt masks them, even when the cut falls inside the value."""
+    token = "BUILDERTOKENSECRET" + "x" * 300
+    body = _body({"message": "bad", "tokenName": token, "secretKey": "STORAGEKEY9"})
+    error = error_from_response(400, body)
+    assert "BUILDERTOKENSECRET" not in repr(vars(error))
+    assert "STORAGEKEY9" not in repr(vars(error))
+    assert '"tokenName": "***"' in error.body_excerpt
+    cut = error_from_response(400, b'{"x": "' + b"y" * 780 + b'", "builderToken": "SECRETTAIL')
+    assert "SECRET" not in cut.body_excerpt
+
+
+@pytest.mark.parametrize(
+    ("operation", "cls", "retryable"),
+    [
+        pytest.param("start", ServerError, True, id="start-network-problem"),
+        pytest.param("acquire", ServiceNotEnabledError, False, id="acquire-not-enabled"),
+        pytest.param("", ServiceNotEnabledError, False, id="unknown-operation"),
+    ],
+)
+def test_error_code_62_depends_on_the_operation(operation, cls, retryable):
+    """spec §6.1: code 62 is "STT not enabled" on acquire, but "not started because of a
+    network problem" on start: a server failure that may pass."""
+    error = error_from_response(400, _body({"code": 62}), operation=operation)
+    assert type(error) is cls
+    assert error.retryable is retryable
+    # The documented message still names a disabled App ID, whatever the operation.
+    named = error_from_response(
+        400, _body({"code": 62, "message": "invalid_appid!"}), operation=operation
+    )
+    assert type(named) is ServiceNotEnabledError
+
+
+def test_error_transport_carries_the_request_id():
+    """A transport failure names the X-Request-Id the SDK sent, for Agora's support."""
+    error = RequestTimeout("no answer", method="POST", url="https://h/join", request_id="sdk_42")
+    assert error.request_id == "sdk_42"
+    assert "[request id sdk_42]" in str(error)
+    assert ConnectError("x").request_id is None
 
 
 @given(status=st.integers(201, 599), body=st.binary(max_size=300))
@@ -531,6 +626,10 @@ PICKLED = [
     pytest.param(UsageError("closed"), id="usage"),
     pytest.param(ConnectError("no", method="GET", url="https://h/p?token=abc"), id="connect"),
     pytest.param(RequestTimeout("slow", method="POST", url="https://h/p"), id="timeout"),
+    pytest.param(
+        RequestTimeout("slow", method="POST", url="https://h/j", request_id="sdk_1"),
+        id="timeout-with-request-id",
+    ),
     pytest.param(ConnectionLost("gone"), id="lost"),
     pytest.param(ResponseError("bad body", request_id="r", body_excerpt="<x>"), id="response"),
     pytest.param(PaginationError("loop", request_id="r"), id="pagination"),

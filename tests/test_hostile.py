@@ -50,6 +50,7 @@ from agora_stt_async._constants import (
     EMULATOR_CUSTOMER_ID,
     EMULATOR_CUSTOMER_SECRET,
 )
+from agora_stt_async._errors import error_from_response
 from agora_stt_async.emulator import create_app
 from agora_stt_async.testing import FakeClock
 
@@ -112,6 +113,9 @@ _json_any = st.recursive(
     ),
     max_leaves=12,
 )
+# Codes sent as text: signs and digits in any order, and digits int() refuses ("²", "٣"),
+# which str.isdigit() accepts.
+_code_text = st.text(st.sampled_from("-+0123456789²٣ "), min_size=1, max_size=6)
 _shaped = st.fixed_dictionaries(
     {},
     optional={
@@ -124,7 +128,7 @@ _shaped = st.fixed_dictionaries(
         "instanceId": _json_leaf,
         "data": _json_any,
         "meta": _json_any,
-        "code": _json_leaf,
+        "code": _json_leaf | _code_text,
         "message": _json_leaf,
         "reason": _json_leaf,
         "detail": _json_leaf,
@@ -258,6 +262,11 @@ def _allowed_attempts(error: BaseException | None, idempotent: bool) -> int:
 @example(name="agents.list", status=503, body=b"<" * 2_000_000, retry_after="1")
 @example(name="agents.join", status=503, body=b"", retry_after=None)
 @example(name="legacy.start", status=200, body=b"[" * 50_000, retry_after=None)
+# Codes as text that once raised a bare ValueError (str.isdigit() said yes, int() no).
+@example(name="agents.get", status=502, body=b'{"code":"--5","message":"x"}', retry_after=None)
+@example(name="agents.join", status=502, body=b'{"code":"--0"}', retry_after=None)
+@example(name="legacy.query", status=400, body='{"code":"²"}'.encode(), retry_after=None)
+@example(name="agents.get", status=502, body=b'{"code":"' + b"9" * 5000 + b'"}', retry_after=None)
 def test_hostile_answers_give_typed_errors_and_only_allowed_retries(
     name: str, status: int, body: bytes, retry_after: str | None
 ) -> None:
@@ -275,6 +284,30 @@ def test_hostile_answers_give_typed_errors_and_only_allowed_retries(
         assert garbage.calls == 1
     str(error)
     repr(error)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.integers(100, 599).filter(lambda status: status != 200),
+    body=st.one_of(
+        _shaped,
+        st.fixed_dictionaries({"code": _code_text}, optional={"message": _json_leaf}),
+    ).map(_dump),
+    operation=st.sampled_from(["", "start", "acquire", "join", "query"]),
+)
+@example(status=502, body=b'{"code":"--5","message":"gateway"}', operation="join")
+@example(status=400, body='{"code":"²"}'.encode(), operation="")
+@example(status=502, body=b'{"code":"' + b"9" * 5000 + b'"}', operation="start")
+def test_hostile_error_bodies_always_give_an_api_error(
+    status: int, body: bytes, operation: str
+) -> None:
+    """Any failure body, however its ``code`` is spelled, gives an ``APIError``: never a
+    bare ``ValueError`` (a code of "--0" once killed a session's task group)."""
+    error = error_from_response(status, body, request_id="r", operation=operation)
+    assert isinstance(error, APIError)
+    assert error.status_code == status
+    assert error.code is None or isinstance(error.code, int)
+    str(error)
 
 
 @pytest.mark.parametrize("name", ["agents.join", "legacy.start", "legacy.acquire"])
@@ -397,5 +430,7 @@ def test_hostile_emulator_answers_malformed_requests_with_400(route: str, body: 
         assert set(answer) >= {"detail", "reason"}  # spec: v7 400 {detail, reason}
         assert answer["reason"]
     else:
-        assert isinstance(answer.get("message"), str)  # spec: legacy {message[, code]}
-        assert answer["message"]
+        # spec §6.1: legacy {message[, code]} or {code, reason}
+        text = answer.get("message") or answer.get("reason")
+        assert isinstance(text, str)
+        assert text

@@ -706,3 +706,154 @@ def test_http_area_hosts():
     client = AsyncClient(app_id="a", customer_id="b", customer_secret="c", area="EU")
     assert client.base_urls[0] == "https://api-eu-west-1.agora.io"
     assert len(client.base_urls) == 4
+
+
+# --- the call's total deadline bounds attempts and waits --------------------------------
+
+
+def _hang_after(*answers: httpx.Response) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A transport that gives ``answers`` in turn, then never answers."""
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) <= len(answers):
+            return answers[len(seen) - 1]
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    return httpx.MockTransport(handler), seen
+
+
+async def test_http_deadline_bounds_a_hanging_attempt():
+    """An attempt that never answers ends at the policy's total deadline with a
+    RequestTimeout that may have been processed and names the request id sent."""
+    transport, seen = _hang_after()
+    async with make_client(transport=transport, retry=RetryPolicy(timeout=0.3)) as client:
+        with anyio.fail_after(5), pytest.raises(RequestTimeout) as info:
+            await client.agents.get("a1", request_id="rid-d")
+    assert len(seen) == 1
+    assert info.value.maybe_processed is True
+    assert info.value.request_id == "rid-d"
+    assert "deadline" in str(info.value)
+    assert client.statistics().errors == 1
+
+
+async def test_http_deadline_bounds_the_attempt_after_a_retry():
+    """After a 503 and its wait, the next attempt gets only what is left of the deadline
+    (it once ran for as long as the server kept it waiting)."""
+    transport, seen = _hang_after(httpx.Response(503))
+    policy = RetryPolicy(timeout=0.5, wait_initial=0.05, jitter="none")
+    async with make_client(transport=transport, retry=policy) as client:
+        with anyio.fail_after(5), pytest.raises(RequestTimeout, match="deadline"):
+            await client.agents.get("a1")
+    assert len(seen) == 2
+
+
+async def test_http_deadline_on_a_join_is_not_retried():
+    """A join cut off by the deadline may have happened: one attempt, maybe processed."""
+    transport, seen = _hang_after()
+    async with make_client(transport=transport, retry=RetryPolicy(timeout=0.2)) as client:
+        with anyio.fail_after(5), pytest.raises(RequestTimeout) as info:
+            await client.agents.join(JOIN)
+    assert len(seen) == 1
+    assert info.value.maybe_processed is True
+
+
+async def test_http_deadline_bounds_the_rate_limit_wait():
+    """A rate-limit wait that would end past the deadline is not made: the call ends at
+    once with a ConnectError (nothing sent), and the fake clock did not move."""
+    from agora_stt_async import RateLimit
+
+    clock = FakeClock()
+    limit = RateLimit(rate=0.5, burst=1, query=None, min_rate=0.5)
+    async with make_client(retry=RetryPolicy(timeout=1.0), clock=clock, rate_limit=limit) as client:
+        with mock() as router:
+            route = router.get(f"{V7}/agents/a1").mock(return_value=httpx.Response(200, json=AGENT))
+            with anyio.fail_after(5):
+                await client.agents.get("a1")
+                with pytest.raises(ConnectError, match="rate limiter") as info:
+                    await client.agents.get("a1", request_id="rid-r")
+    assert route.call_count == 1
+    assert clock.sleeps == []
+    assert info.value.maybe_processed is False
+    assert info.value.request_id == "rid-r"
+
+
+async def test_http_deadline_bounds_the_wait_for_a_slot_in_flight():
+    """With max_in_flight=1 taken, a call waits for a slot only until its deadline, then
+    ends with a ConnectError: it was never sent."""
+    release = anyio.Event()
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        await release.wait()
+        return httpx.Response(200, json=AGENT)
+
+    async with make_client(transport=httpx.MockTransport(handler), max_in_flight=1) as client:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.agents.get, "a1")
+                while not seen:
+                    await anyio.sleep(0.001)
+                with pytest.raises(ConnectError, match="max_in_flight"):
+                    await client.agents.get("a2", retry=RetryPolicy(timeout=0.2))
+                release.set()
+    assert [request.url.path for request in seen] == [f"{V7}/agents/a1"]
+
+
+async def test_http_transport_error_names_the_request_id():
+    """A transport failure carries the X-Request-Id that was sent (support needs it to
+    tell whether a timed-out join happened)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    transport = httpx.MockTransport(handler)
+    async with make_client(transport=transport, retry=RetryPolicy.none()) as client:
+        with anyio.fail_after(5), pytest.raises(RequestTimeout) as info:
+            await client.agents.join(JOIN, request_id="my-req-1")
+    assert info.value.request_id == "my-req-1"
+    assert "[request id my-req-1]" in str(info.value)
+
+
+# --- the body cap --------------------------------------------------------------------------
+
+
+async def _chunks(size: int) -> Any:
+    for _ in range(size // 65536 + 1):
+        yield b" " * 65536
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_http_200_body_over_the_cap_is_a_response_error(declared):
+    """A 200 body over MAX_BODY_BYTES is not read whole: a ResponseError, not retried
+    (with or without a Content-Length)."""
+    from agora_stt_async._transports import MAX_BODY_BYTES
+
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if declared:
+            return httpx.Response(200, content=b" " * (MAX_BODY_BYTES + 1))
+        return httpx.Response(200, content=_chunks(MAX_BODY_BYTES + 1))
+
+    transport = httpx.MockTransport(handler)
+    async with make_client(transport=transport) as client:
+        with anyio.fail_after(10), pytest.raises(ResponseError, match="over"):
+            await client.agents.get("a1")
+    assert calls == 1
+
+
+async def test_http_failure_body_over_the_cap_keeps_its_status():
+    """A failure with a body over the cap is still classified by its status."""
+    from agora_stt_async._transports import MAX_BODY_BYTES
+
+    body = b"<html>" + b"x" * MAX_BODY_BYTES
+    transport = httpx.MockTransport(lambda request: httpx.Response(404, content=body))
+    async with make_client(transport=transport) as client:
+        with anyio.fail_after(10), pytest.raises(NotFoundError):
+            await client.agents.get("a1")

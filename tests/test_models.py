@@ -35,6 +35,7 @@ from agora_stt_async import (
     UpdateRtcConfig,
     ValidationError,
 )
+from agora_stt_async._constants import AMAZON_S3_REGIONS
 from agora_stt_async._converter import (
     structure_page,
     structure_request,
@@ -303,6 +304,57 @@ LIMITS = [
         "extension_params.tag_by_rule",
         id="tag-by-rule-not-objects",
     ),
+    # integer enums take integers only: True and 1.0 equal 1 but go out as true / 1.0,
+    # and an unhashable value once raised a bare TypeError
+    pytest.param(lambda: rtc(cryption_mode=[1]), "rtc_config.cryption_mode", id="cryption-list"),
+    pytest.param(lambda: rtc(cryption_mode={}), "rtc_config.cryption_mode", id="cryption-dict"),
+    pytest.param(
+        lambda: rtc(cryption_mode=True, secret="k"), "rtc_config.cryption_mode", id="cryption-bool"
+    ),
+    pytest.param(
+        lambda: rtc(cryption_mode=1.0, secret="k"), "rtc_config.cryption_mode", id="cryption-float"
+    ),
+    pytest.param(lambda: storage(vendor=[1]), "caption_config.storage.vendor", id="vendor-list"),
+    pytest.param(lambda: storage(vendor={}), "caption_config.storage.vendor", id="vendor-dict"),
+    pytest.param(lambda: storage(vendor=True), "caption_config.storage.vendor", id="vendor-bool"),
+    pytest.param(lambda: storage(vendor=2.0), "caption_config.storage.vendor", id="vendor-float"),
+    pytest.param(
+        lambda: ExtensionParams(sse=["kms"]),  # type: ignore[arg-type]
+        "extension_params.sse",
+        id="sse-list",
+    ),
+    pytest.param(
+        lambda: ExtensionParams(sse=1),  # type: ignore[arg-type]
+        "extension_params.sse",
+        id="sse-int",
+    ),
+    # Amazon S3 region codes (spec §9): 0..17, 20..25, 28
+    *(
+        pytest.param(
+            lambda code=code: storage(vendor=1, region=code),
+            "caption_config.storage.region",
+            id=f"s3-region-{code}",
+        )
+        for code in (18, 19, 26, 27, 29, 1000)
+    ),
+    # extensionParams: strings are strings, free-form values are JSON
+    *(
+        pytest.param(
+            lambda name=name, value=value: ExtensionParams(**{name: value}),
+            f"extension_params.{name}",
+            id=f"extension-{name}-{type(value).__name__}",
+        )
+        for name, value in (
+            ("endpoint", 5),
+            ("type", ["s3"]),
+            ("provider", b"Minio"),
+            ("region", 1),
+            ("tag", ""),
+            ("overwritekeys", 5),
+            ("overwritekeys", {"vtt": float("nan")}),
+            ("tag_by_rule", [{"k": {1, 2}}]),
+        )
+    ),
     # keywords (spec §4.1, v7.2)
     pytest.param(lambda: join(keywords=["k"] * 501), "keywords", id="keywords-over-500"),
     pytest.param(lambda: join(keywords="Agora"), "keywords", id="keywords-bare-string"),
@@ -374,6 +426,12 @@ ACCEPTED = [
     ),
     pytest.param(lambda: join(keywords=["k"] * 500), id="keywords-500"),
     pytest.param(lambda: UpdateRequest(uid_languages_config=[]), id="update-clear-uid-config"),
+    *(
+        pytest.param(lambda code=code: storage(vendor=1, region=code), id=f"s3-region-{code}")
+        for code in (0, 17, 20, 25, 28)
+    ),
+    # Other vendors' region tables are not in the STT docs: any code >= 0 is sent.
+    pytest.param(lambda: storage(vendor=2, region=99), id="alibaba-region-99"),
 ]
 
 
@@ -402,9 +460,10 @@ class _NoNetwork(httpx.AsyncBaseTransport):
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("sequence_id", [-1, True, 1.0, "1", None])
+@pytest.mark.parametrize("sequence_id", [-1, True, 1.0, "1", None, 2**63, 2**70])
 async def test_model_sequence_id_checked_by_the_client(sequence_id):
-    """sequence_id must be an int >= 0; a bad one fails before anything is sent."""
+    """sequence_id must be an int64 >= 0 (spec §4.6); a bad one fails before anything
+    is sent (2**70 once went out)."""
     transport = _NoNetwork()
     async with AsyncClient(
         app_id="app", customer_id="cid", customer_secret="sec", transport=transport
@@ -498,14 +557,19 @@ def uid_configs() -> st.SearchStrategy[list[UidLanguages] | None]:
 
 
 def storages() -> st.SearchStrategy[StorageConfig]:
-    return st.builds(
-        StorageConfig,
-        access_key=_text,
-        secret_key=_text,
-        bucket=_text,
-        vendor=st.sampled_from([1, 2, 3, 5, 6, 7, 8]),
-        region=st.integers(0, 30),
-        file_name_prefix=st.none() | st.lists(_alnum, max_size=4),
+    return st.sampled_from([1, 2, 3, 5, 6, 7, 8]).flatmap(
+        lambda vendor: st.builds(
+            StorageConfig,
+            access_key=_text,
+            secret_key=_text,
+            bucket=_text,
+            vendor=st.just(vendor),
+            # spec §9: Amazon S3's documented codes; other vendors have no table here.
+            region=st.sampled_from(sorted(AMAZON_S3_REGIONS))
+            if vendor == 1
+            else st.integers(0, 30),
+            file_name_prefix=st.none() | st.lists(_alnum, max_size=4),
+        )
     )
 
 

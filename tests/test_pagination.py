@@ -121,6 +121,20 @@ async def test_pagination_items_are_parsed(client):
     assert agents[0].raw == {"start_ts": 1735035007, "status": "STOPPED", "agent_id": "a7"}
 
 
+async def test_pagination_items_carry_their_page_response(client):
+    """Every item carries the exchange of the page it came in (one shared object per
+    page, as every other result carries its own); it was None."""
+    with mock() as router:
+        router.get("/agents").mock(side_effect=[page(["a1", "a2"], "a2", 3), page(["a3"], "", 3)])
+        with anyio.fail_after(5):
+            agents = [agent async for agent in client.agents.list()]
+    infos = [agent.response for agent in agents]
+    assert all(info is not None for info in infos)
+    assert [info.request_id for info in infos if info] == ["req-a2", "req-a2", "req-end"]
+    assert infos[0] is infos[1]  # shared, not copied per item
+    assert infos[0] is not infos[2]
+
+
 async def test_pagination_documented_example(client):
     """The documented list example parses into one page of one agent."""
     example = operation("list")["responses"]["200"]["content"]["application/json"]["example"]

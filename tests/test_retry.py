@@ -272,6 +272,17 @@ def test_decide_stops_before_the_deadline() -> None:
     assert not run(code(20), policy=policy, state=state, now=108.0).retry
 
 
+def test_decide_no_retry_once_the_deadline_has_passed() -> None:
+    """At or past the deadline nothing is retried, even with no wait (Retry-After: 0)."""
+    policy = RetryPolicy(timeout=10.0, jitter="none")
+    state = RetryState.start(100.0)
+    zero = api(429, retry_after="0")
+    assert run(zero, policy=policy, state=state, now=109.9).retry
+    late = run(zero, policy=policy, state=state, now=110.0)
+    assert not late.retry
+    assert "deadline" in late.reason
+
+
 def test_decide_budget_exhausted() -> None:
     """When the shared budget has no token left the error goes to the caller."""
     budget = RetryBudget(RetryBudgetConfig(ratio=0.0, min_per_s=0.1, window_s=10.0))
@@ -397,12 +408,35 @@ def test_policy_validation(kwargs: dict[str, object]) -> None:
         pytest.param({"min_per_s": math.nan}, id="min-per-s-nan"),
         pytest.param({"window_s": 0}, id="window-0"),
         pytest.param({"window_s": math.inf}, id="window-inf"),
+        # absurd but finite: the budget's arithmetic overflowed (OverflowError at
+        # AsyncClient(...)) or divided by a zero-length slice
+        pytest.param({"ratio": 1e303}, id="ratio-1e303"),
+        pytest.param({"min_per_s": 1e300, "window_s": 1e10}, id="reserve-overflow"),
+        pytest.param({"min_per_s": 10**400}, id="min-per-s-huge-int"),
+        pytest.param({"window_s": 5e-324}, id="window-denormal"),
     ],
 )
 def test_budget_config_validation(kwargs: dict[str, float]) -> None:
     """Bad budget settings raise ConfigurationError."""
     with pytest.raises(ConfigurationError, match=next(iter(kwargs))):
         RetryBudgetConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RetryBudgetConfig(ratio=1e3, min_per_s=1e6, window_s=1e6),
+        RetryBudgetConfig(ratio=0.0, min_per_s=0.0, window_s=1e-3),
+    ],
+    ids=["largest", "smallest"],
+)
+def test_budget_config_bounds_keep_the_arithmetic_finite(config: RetryBudgetConfig) -> None:
+    """The extreme accepted settings make a working budget at any monotonic time."""
+    budget = RetryBudget(config)
+    for now in (0.0, 1e6, 1e9):
+        budget.record_request(now)
+        budget.try_spend(now)
+        assert budget.available(now) >= 0
 
 
 # --- RetryBudget -----------------------------------------------------------------------
@@ -499,9 +533,11 @@ def test_budget_refund_after_expiry_adds_nothing() -> None:
 
 
 def test_budget_rejects_bad_slices() -> None:
-    """The ring needs at least one slice."""
+    """The ring needs at least one slice, and not a billion (one list holds them)."""
     with pytest.raises(ConfigurationError, match="slices"):
         RetryBudget(slices=0)
+    with pytest.raises(ConfigurationError, match="slices"):
+        RetryBudget(slices=10**9)
     assert "ratio=0.1" in repr(RetryBudget())
 
 

@@ -26,7 +26,7 @@ from agora_stt_async import (
     TranslateConfig,
     ValidationError,
 )
-from agora_stt_async._secrets import Secret, redact_url
+from agora_stt_async._secrets import Secret, redact_text, redact_url
 
 pytestmark = pytest.mark.anyio
 
@@ -312,3 +312,26 @@ def test_secrets_secret_value():
 def test_secrets_redact_url(url, expected):
     """Token-like query values are masked; other parameters stay readable."""
     assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param('{"tokenName": "abc", "x": 1}', '{"tokenName": "***", "x": 1}', id="json"),
+        pytest.param("{'tokenName': 'abc'}", "{'tokenName': \"***\"}", id="python-repr"),
+        pytest.param('{"builderToken":"a\\"b","n":2}', '{"builderToken":"***","n":2}', id="escape"),
+        pytest.param('{"secretKey": 12345}', '{"secretKey": "***"}', id="bare-value"),
+        pytest.param('{"pubBotToken": "cut-off', '{"pubBotToken": "***"', id="cut-off"),
+        pytest.param('{"accessKey":"a","salt":"b"}', '{"accessKey":"***","salt":"***"}', id="two"),
+        pytest.param("t?builderToken=abc&x=1", "t?builderToken=***&x=1", id="query"),
+        pytest.param(
+            '{"keywords": ["k"], "overwritekeys": {"a": "b"}}',
+            '{"keywords": ["k"], "overwritekeys": {"a": "b"}}',
+            id="not-secrets",
+        ),
+    ],
+)
+def test_secrets_redact_text(text, expected):
+    """Body excerpts kept on errors have credential-like values masked, whatever the
+    quoting, and even when the text was cut inside the value."""
+    assert redact_text(text) == expected

@@ -36,11 +36,15 @@ from agora_stt_async._errors import (
     ConnectionLost,
     NotFoundError,
     RequestTimeout,
+    ResponseError,
+    ServerError,
+    UsageError,
     ValidationError,
 )
 from agora_stt_async._http import USER_AGENT, _translate
 from agora_stt_async._retry import RetryPolicy
 from agora_stt_async._transports import (
+    MAX_BODY_BYTES,
     AutoClient,
     ShardedTransport,
     default_ssl_context,
@@ -138,11 +142,63 @@ class _Handler(BaseHTTPRequestHandler):
             with server.lock:
                 server.active -= 1
 
+    def _trickle(self) -> None:
+        """Promise a 100 kB body, then send a byte every 20 ms until the client leaves."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"{")
+        self.close_connection = True
+        try:
+            while not self.server.release.wait(0.02):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+        except OSError:
+            pass  # the client gave up: what the test wants
+
+    def _huge(self, name: str) -> None:
+        """A body over the SDK's cap: declared, chunked, or small but gzip-encoded."""
+        status = 502 if "502" in name else 200
+        size = MAX_BODY_BYTES + 1
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if "gzip" in name:
+            body = gzip.compress(b" " * size)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if "chunked" in name:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b" " * 65536
+            try:
+                for _ in range(size // len(chunk) + 1):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                self.close_connection = True  # the client stopped reading: expected
+            return
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        try:
+            self.wfile.write(b" " * size)
+        except OSError:
+            self.close_connection = True
+
     def _respond(self, path: str, seen: dict[str, Any]) -> None:
         name = path.rsplit("/", 1)[-1]
         if "drop" in name:
             self.close_connection = True  # read the request, close, answer nothing
             return None
+        if "trickle" in name:
+            return self._trickle()
+        if "huge" in name:
+            return self._huge(name)
+        if name == "redirect":
+            return self._reply(302, b"", {"Location": "/echo"})
         if "slow" in name:
             self.server.release.wait(WAIT_S)
         request_id = self.headers.get("X-Request-Id", "")
@@ -435,6 +491,146 @@ async def test_direct_client_sends_and_closes(server: _Server) -> None:
         await direct.request("GET", server.url + "/echo")
 
 
+@asyncio_only
+async def test_direct_client_pool_timeout_is_not_sent(server: _Server) -> None:
+    """Waiting too long for a pooled connection (aiohttp's ``connect`` budget) comes out
+    as an error the SDK reads as "not sent", and the request never reaches the server."""
+    timeout = httpx.Timeout(WAIT_S, connect=0.1, pool=0.1)
+    direct = DirectClient(max_connections=1, timeout=timeout)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(direct.request, "GET", server.url + "/slow")
+            await wait_until(lambda: server.active == 1, "the first request at the server")
+            with pytest.raises((httpx.PoolTimeout, httpx.ConnectTimeout)) as info:
+                await direct.request("GET", server.url + "/echo")
+            server.release.set()
+    finally:
+        await direct.aclose()
+    error = _translate(info.value, "GET", server.url)
+    assert isinstance(error, ConnectError)
+    assert error.maybe_processed is False
+    assert server.count("/echo") == 0
+
+
+@asyncio_only
+async def test_direct_client_reuses_kept_alive_connections(server: _Server) -> None:
+    """Sequential requests share one kept-alive connection."""
+    direct = DirectClient(max_connections=4, timeout=httpx.Timeout(WAIT_S))
+    try:
+        for _ in range(5):
+            response = await direct.request("GET", server.url + "/echo")
+            assert response.status_code == 200
+    finally:
+        await direct.aclose()
+    assert len(server.peers) == 1
+    assert server.count("/echo") == 5
+
+
+@asyncio_only
+async def test_direct_client_ignores_cookies(server: _Server) -> None:
+    """A cookie set by the server is never sent back (the API sets none; keeping one
+    would tie requests together)."""
+    direct = DirectClient(max_connections=2, timeout=httpx.Timeout(WAIT_S))
+    try:
+        first = await direct.request("GET", server.url + "/cookie")
+        assert "session=abc" in first.headers["Set-Cookie"]
+        seen = json.loads((await direct.request("GET", server.url + "/echo")).content)
+    finally:
+        await direct.aclose()
+    assert headers_of(seen, "cookie") == []
+
+
+@asyncio_only
+async def test_direct_client_does_not_follow_redirects(server: _Server) -> None:
+    """A redirect comes back as it is: the request is not sent again elsewhere."""
+    direct = DirectClient(max_connections=2, timeout=httpx.Timeout(WAIT_S))
+    try:
+        response = await direct.request("POST", server.url + "/redirect", content=b"{}")
+    finally:
+        await direct.aclose()
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/echo"
+    assert server.count("/echo") == 0
+
+
+@asyncio_only
+async def test_direct_client_bounds_the_whole_exchange(server: _Server) -> None:
+    """``timeout_s`` bounds the whole request, body included: a body trickled a byte at
+    a time (which resets every per-read timeout) ends in a ReadTimeout."""
+    direct = DirectClient(max_connections=2, timeout=httpx.Timeout(WAIT_S))
+    try:
+        with anyio.fail_after(WAIT_S), pytest.raises(httpx.ReadTimeout):
+            await direct.request("GET", server.url + "/trickle", timeout_s=0.3)
+    finally:
+        await direct.aclose()
+
+
+@asyncio_only
+@pytest.mark.parametrize("name", ["huge", "huge-chunked", "huge-gzip"])
+async def test_direct_client_caps_the_body(server: _Server, name: str) -> None:
+    """A body over MAX_BODY_BYTES (declared, chunked, or decoded from gzip) is cut
+    there and flagged; the client goes on working."""
+    direct = DirectClient(max_connections=2, timeout=httpx.Timeout(WAIT_S))
+    try:
+        response = await direct.request("GET", server.url + "/" + name)
+        assert response.truncated is True
+        assert len(response.content) <= MAX_BODY_BYTES
+        after = await direct.request("GET", server.url + "/echo")
+        assert (after.status_code, after.truncated) == (200, False)
+    finally:
+        await direct.aclose()
+    if name == "huge":  # refused on its Content-Length: that connection was dropped
+        assert len(server.peers) == 2
+
+
+@asyncio_only
+async def test_sdk_fast_client_is_usage_error_after_close(server: _Server) -> None:
+    """Once closed, the aiohttp path's client refuses calls with a UsageError (not
+    aiohttp's RuntimeError), also after it has sent requests."""
+    client = sdk(server.url, "aiohttp")
+    await client.agents.get("a1")
+    await client.aclose()
+    with pytest.raises(UsageError, match="closed"):
+        await client.agents.get("a1")
+    assert server.count(AGENTS + "a1") == 1
+
+
+# --- the call's deadline and the body cap, on both paths ---------------------------------
+
+
+@both_paths
+async def test_sdk_deadline_bounds_a_trickled_body(server: _Server, path: str) -> None:
+    """A body trickled byte by byte (each byte resets the read timeout) ends at the
+    policy's total deadline: RequestTimeout, once (it once hung for about 27 h)."""
+    policy = RetryPolicy(timeout=0.5)
+    async with sdk(server.url, path, timeout=WAIT_S, retry=policy) as client:
+        with anyio.fail_after(WAIT_S), pytest.raises(RequestTimeout, match="deadline") as info:
+            await client.agents.get("trickle", request_id="t-1")
+    assert info.value.request_id == "t-1"
+    assert server.count(AGENTS + "trickle") == 1
+
+
+@both_paths
+@pytest.mark.parametrize("name", ["huge", "huge-chunked", "huge-gzip"])
+async def test_sdk_200_body_over_the_cap_is_a_response_error(
+    server: _Server, path: str, name: str
+) -> None:
+    """A 200 body over MAX_BODY_BYTES is a ResponseError on either path, never retried."""
+    async with sdk(server.url, path, retry=RetryPolicy.testing()) as client:
+        with anyio.fail_after(WAIT_S), pytest.raises(ResponseError, match="over"):
+            await client.agents.get(name)
+    assert server.count(AGENTS + name) == 1
+
+
+@both_paths
+async def test_sdk_failure_body_over_the_cap_keeps_its_status(server: _Server, path: str) -> None:
+    """A 502 whose body is over the cap is still a ServerError (its status decides)."""
+    async with sdk(server.url, path, retry=RetryPolicy.none()) as client:
+        with anyio.fail_after(WAIT_S), pytest.raises(ServerError) as info:
+            await client.agents.get("huge-502")
+    assert info.value.status_code == 502
+
+
 # --- the mapping of aiohttp's errors -----------------------------------------------------
 
 
@@ -632,10 +828,13 @@ async def test_sdk_automatic_choice(server: _Server, anyio_backend_name: str) ->
     assert auto.is_closed
 
 
-async def test_sdk_automatic_choice_yields_to_respx(anyio_backend_name: str) -> None:
-    """While respx patches httpcore, automatic clients go through httpx, so mocks see them."""
+@pytest.mark.parametrize("using", ["httpcore", "httpx"])
+async def test_sdk_automatic_choice_yields_to_respx(anyio_backend_name: str, using: str) -> None:
+    """While respx patches httpcore (its default) or httpx (``using="httpx"``), automatic
+    clients go through httpx, so mocks see them (the httpx mode was bypassed on asyncio:
+    requests went to aiohttp and the network)."""
     url = "https://api.agora.io" + AGENTS + "a1"
-    async with respx.mock(assert_all_called=True) as mock:
+    async with respx.mock(assert_all_called=True, using=using) as mock:
         route = mock.get(url).respond(json={"agent_id": "a1", "status": "RUNNING"})
         async with AsyncClient(
             app_id=APP_ID, customer_id="cid", customer_secret="secret"
@@ -662,6 +861,27 @@ def test_sdk_fast_true_excludes_own_transport() -> None:
             transport=httpx.MockTransport(lambda r: httpx.Response(200)),
             fast=True,
         )
+
+
+@asyncio_only
+async def test_sdk_automatic_choice_without_aiohttp(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without aiohttp importable, the automatic choice on asyncio is httpx's transport,
+    and it works."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # `import aiohttp` now fails
+    client = AsyncClient(
+        app_id=APP_ID, customer_id="cid", customer_secret="secret", base_url=server.url
+    )
+    async with client:
+        agent = await client.agents.get("a1")
+        auto = client._http._client
+        assert isinstance(auto, AutoClient)
+        assert isinstance(auto.chosen, httpx.AsyncClient)
+        assert isinstance(auto.chosen._transport, ShardedTransport)
+    assert agent.agent_id == "a1"
 
 
 def test_sdk_fast_true_without_aiohttp(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
@@ -106,11 +107,37 @@ def integer(path: str, low: int | None = None, high: int | None = None) -> Valid
     return check
 
 
-def one_of(path: str, allowed: Collection[object]) -> Validator:
+def one_of(path: str, allowed: Collection[int] | Collection[str]) -> Validator:
+    """An optional member of ``allowed``, of its type: an ``int`` enum refuses ``True``
+    and ``1.0`` (equal to 1, but sent as ``true`` / ``1.0``), a ``str`` one refuses
+    anything but a string; neither ever hashes an unhashable value."""
+    kind = str if all(isinstance(a, str) for a in allowed) else int
+    shown = ", ".join(str(a) for a in sorted(allowed, key=str))
+
     def check(_inst: object, _attr: object, value: object) -> None:
-        if value is not None and value not in allowed:
-            shown = ", ".join(str(a) for a in sorted(allowed, key=str))
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, kind):
+            what = "an integer" if kind is int else "a string"
+            raise ValidationError(path, f"must be {what}, one of {shown}", value)
+        if value not in allowed:
             raise ValidationError(path, f"must be one of {shown} (got {value!r})", value)
+
+    return check
+
+
+def json_value(path: str) -> Validator:
+    """An optional free-form value that JSON can carry (no set, no NaN, no object)."""
+
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if value is None:
+            return
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            raise ValidationError(
+                path, "must be plain JSON data (str, number, list, dict)"
+            ) from None
 
     return check
 

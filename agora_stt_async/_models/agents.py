@@ -156,6 +156,10 @@ class StorageConfig:
         validator=v.one_of("caption_config.storage.vendor", C.STORAGE_VENDORS)
     )
     region: int = attrs.field(validator=v.integer("caption_config.storage.region", 0))
+    """The vendor's region code. Checked against the documented table for Amazon S3
+    (vendor 1, spec §9); for the other vendors any integer >= 0 is sent as is: the STT
+    docs give no table for them (they point to Cloud Recording's, which Agora may
+    change), Azure and Google ignore it, and vendor 11 reads ``extension_params.region``."""
     file_name_prefix: tuple[str, ...] | None = attrs.field(
         default=None,
         converter=v.to_tuple,
@@ -163,6 +167,12 @@ class StorageConfig:
     )
 
     def __attrs_post_init__(self) -> None:
+        if self.vendor == C.STORAGE_VENDOR_AMAZON_S3 and self.region not in C.AMAZON_S3_REGIONS:
+            raise ValidationError(
+                "caption_config.storage.region",
+                f"an Amazon S3 region code (vendor 1): 0..17, 20..25 or 28 (got {self.region})",
+                self.region,
+            )
         for part in self.file_name_prefix or ():
             v.pattern(
                 "caption_config.storage.file_name_prefix", _ALNUM, "each element only a-z A-Z 0-9"
@@ -196,20 +206,41 @@ class ExtensionParams:
     """S3-compatible and extra storage options (``extensionParams``, top level as in the
     English reference; spec §4.1 records the placement conflict)."""
 
-    endpoint: str | None = None
-    type: str | None = None
-    provider: str | None = None
-    region: str | None = None
-    tag: str | None = None
+    endpoint: str | None = attrs.field(
+        default=None, validator=v.text("extension_params.endpoint", optional=True)
+    )
+    type: str | None = attrs.field(
+        default=None, validator=v.text("extension_params.type", optional=True)
+    )
+    provider: str | None = attrs.field(
+        default=None, validator=v.text("extension_params.provider", optional=True)
+    )
+    region: str | None = attrs.field(
+        default=None, validator=v.text("extension_params.region", optional=True)
+    )
+    tag: str | None = attrs.field(
+        default=None, validator=v.text("extension_params.tag", optional=True)
+    )
     tag_by_rule: tuple[Mapping[str, object], ...] | None = attrs.field(
         default=None,
         converter=v.to_tuple,
-        validator=v.items("extension_params.tag_by_rule", Mapping),
+        validator=[
+            v.items("extension_params.tag_by_rule", Mapping),
+            v.json_value("extension_params.tag_by_rule"),
+        ],
     )
     sse: str | None = attrs.field(
         default=None, validator=v.one_of("extension_params.sse", C.SSE_VALUES)
     )
-    overwritekeys: Mapping[str, object] | None = None
+    # spec §4.1 [CONFLICT]: an object (English reference) or an array of objects (guide,
+    # zh-CN). The English OpenAPI's object is what the SDK models (and sends).
+    overwritekeys: Mapping[str, object] | None = attrs.field(
+        default=None,
+        validator=[
+            v.instance("extension_params.overwritekeys", Mapping),
+            v.json_value("extension_params.overwritekeys"),
+        ],
+    )
 
 
 def _check_languages(path: str) -> v.Validator:

@@ -9,9 +9,13 @@ first request (the running library is only known inside the event loop):
   layer, which alone costs more CPU than aiohttp's whole request
   (``benchmarks/RESULTS.md``);
 - on **trio**, without aiohttp, with ``fast=False``, or while respx (or anything else)
-  has patched httpcore's pool: an ``httpx.AsyncClient`` over httpx's own transport,
-  split into small pools (``ShardedTransport``) because the cost of httpcore's pool
-  grows with the square of its size.
+  has patched httpx (respx's ``using="httpx"`` mode) or httpcore's pool (its default
+  mode): an ``httpx.AsyncClient`` over httpx's own transport, split into small pools
+  (``ShardedTransport``) because the cost of httpcore's pool grows with the square of
+  its size.
+
+Either way the body is read up to ``MAX_BODY_BYTES`` and handed back as a
+``ReadResponse`` (``_response``).
 
 Proxies from the environment (``HTTPS_PROXY``, ...) are honoured as before: httpx
 routes them only for a client built without a transport, so with proxies configured
@@ -32,20 +36,24 @@ import httpcore
 import httpx
 
 from agora_stt_async._errors import ConfigurationError
+from agora_stt_async._transports._response import MAX_BODY_BYTES, ReadResponse, read_httpx
 from agora_stt_async._transports._tls import default_ssl_context
 from agora_stt_async._transports.sharded import ShardedTransport
 
 if TYPE_CHECKING:
-    from agora_stt_async._transports.direct import DirectClient, DirectResponse
+    from agora_stt_async._transports.direct import DirectClient
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "AutoClient",
+    "ReadResponse",
     "ShardedTransport",
     "aiohttp_available",
     "auto_client",
     "current_async_library",
     "default_ssl_context",
     "environment_proxies",
+    "read_httpx",
 ]
 
 INSTALL_HINT: Final = "install it with: pip install 'agora-stt-async[fast]'"
@@ -76,14 +84,21 @@ def current_async_library() -> str | None:
         return None
 
 
-def _httpcore_patched() -> bool:
-    """Whether a mocking library (respx's default mode) has replaced httpcore's pool.
+def _patched(method: object, package: str) -> bool:
+    return not getattr(method, "__module__", "").startswith(package)
 
-    Looks at where the pool's method was defined, so it does not matter whether the
-    patch was applied before or after this module was imported.
+
+def _httpx_mocked() -> bool:
+    """Whether a mocking library has patched httpx for this process: respx's default
+    mode replaces httpcore's pool, its ``using="httpx"`` mode replaces how
+    ``httpx.AsyncClient`` picks a transport.
+
+    Looks at where those methods were defined, so it does not matter whether the patch
+    was applied before or after this module was imported.
     """
-    method = httpcore.AsyncConnectionPool.handle_async_request
-    return not getattr(method, "__module__", "").startswith("httpcore.")
+    return _patched(httpcore.AsyncConnectionPool.handle_async_request, "httpcore.") or _patched(
+        httpx.AsyncClient._transport_for_url, "httpx."
+    )
 
 
 def environment_proxies() -> bool:
@@ -124,8 +139,8 @@ class AutoClient:
             asyncio; ``False`` = httpx.
         trust_env: let aiohttp route through proxies named in the environment.
 
-    While httpcore's pool is patched (``respx.mock``), requests of an automatic choice
-    go through httpx, so the mock sees them.
+    While httpx or httpcore is patched (``respx.mock``, either mode), requests of an
+    automatic choice go through httpx, so the mock sees them.
     """
 
     def __init__(
@@ -172,7 +187,7 @@ class AutoClient:
             raise RuntimeError("this client is closed")
         if self._fast:
             _check_asyncio()
-        wanted = self._fast or (self._fast is None and not _httpcore_patched())
+        wanted = self._fast or (self._fast is None and not _httpx_mocked())
         if wanted and current_async_library() == "asyncio" and aiohttp_available():
             from agora_stt_async._transports.direct import DirectClient
 
@@ -193,16 +208,26 @@ class AutoClient:
         params: Mapping[str, str | int] | None = None,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response | DirectResponse:
+        timeout_s: float | None = None,
+    ) -> ReadResponse:
+        """Send one request on the chosen path and read its body (at most
+        ``MAX_BODY_BYTES``), all within ``timeout_s`` seconds (``None``: no overall
+        bound); raise httpx's exceptions on failure."""
         if self._direct is None and self._httpx is None:
             self._choose()
         direct = self._direct
-        if direct is not None and (self._fast or not _httpcore_patched()):
+        if direct is not None and (self._fast or not _httpx_mocked()):
             return await direct.request(
-                method, url, params=params, content=content, headers=headers
+                method, url, params=params, content=content, headers=headers, timeout_s=timeout_s
             )
-        return await self._httpx_client().request(
-            method, url, params=params, content=content, headers=headers
+        return await read_httpx(
+            self._httpx_client(),
+            method,
+            url,
+            params=params,
+            content=content,
+            headers=headers,
+            timeout_s=timeout_s,
         )
 
     async def aclose(self) -> None:

@@ -1,15 +1,19 @@
 """The SDK against the emulator, in process and over real loopback sockets (issue 3).
 
-Every endpoint of both generations is called through ``AsyncClient``; every v7 request
-body the SDK sends and every v7 response the emulator gives is checked against Agora's
-OpenAPI file (``tests/openapi.py``) by event hooks on the caller-owned ``httpx`` client,
-so the SDK and the emulator are each held to the published schema, not to each other.
+Every endpoint of both generations is called through ``AsyncClient`` on every path the
+SDK sends by: a caller-owned ``httpx`` client (in process and on loopback), and the
+clients the SDK makes itself on loopback, aiohttp directly (``fast=True``, asyncio; the
+default there) and httpx's own transport (``fast=False``). Every v7 request body the SDK
+sends and every v7 response the emulator gives is checked against Agora's OpenAPI file
+(``tests/openapi.py``): by event hooks on a caller-owned client, and by a hook on the
+SDK's own client (``AutoClient.request``) when the SDK owns it. So the SDK and the
+emulator are each held to the published schema, not to each other.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -39,40 +43,86 @@ from agora_stt_async._constants import (
     EMULATOR_CUSTOMER_ID,
     EMULATOR_CUSTOMER_SECRET,
 )
+from agora_stt_async._transports import AutoClient, ReadResponse
 from agora_stt_async.emulator import EmulatorApp, EmulatorClock, EmulatorConfig, create_app, serve
 from tests.emulator.conftest import START, v7_operation
 from tests.openapi import validate_request, validate_response
 
-pytestmark = pytest.mark.anyio
+_ASYNCIO: tuple[str, dict[str, object]] = ("asyncio", {"debug": True})
+_TRIO: tuple[str, dict[str, object]] = ("trio", {})
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize(
+        ("anyio_backend", "path"),
+        [
+            pytest.param(_ASYNCIO, "in-process", id="asyncio-in-process"),
+            pytest.param(_TRIO, "in-process", id="trio-in-process"),
+            pytest.param(_ASYNCIO, "loopback", id="asyncio-loopback"),
+            pytest.param(_TRIO, "loopback", id="trio-loopback"),
+            # The SDK's own clients: aiohttp directly exists on asyncio only.
+            pytest.param(_ASYNCIO, "loopback-aiohttp", id="asyncio-loopback-aiohttp"),
+            pytest.param(_ASYNCIO, "loopback-sdk-httpx", id="asyncio-loopback-sdk-httpx"),
+            pytest.param(_TRIO, "loopback-sdk-httpx", id="trio-loopback-sdk-httpx"),
+        ],
+    ),
+]
+"""``path``: ``in-process`` and ``loopback`` send through a caller-owned httpx client;
+``loopback-aiohttp`` (``fast=True``) and ``loopback-sdk-httpx`` (``fast=False``) through
+the client the SDK makes."""
 
 _REQUEST_SCHEMAS = {"join": "JoinRequest", "update": "UpdateRequest"}
 
 
 class Referee:
-    """httpx event hooks that hold every v7 exchange to the OpenAPI file."""
+    """Holds every v7 exchange to the OpenAPI file: as httpx event hooks on a
+    caller-owned client, or through ``check`` from a hook on the SDK's own client."""
 
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.responses: list[tuple[str, int]] = []
 
-    async def on_request(self, request: httpx.Request) -> None:
-        operation = v7_operation(request.method, request.url.path)
+    def check_request(self, method: str, path: str, content: bytes | None) -> None:
+        operation = v7_operation(method, path)
         if operation is None:
             return
         if operation in _REQUEST_SCHEMAS:
-            validate_request(_REQUEST_SCHEMAS[operation], json.loads(request.content))
+            validate_request(_REQUEST_SCHEMAS[operation], json.loads(content or b""))
         else:
-            assert request.content == b"", (operation, request.content)
+            assert not content, (operation, content)
         self.requests.append(operation)
 
-    async def on_response(self, response: httpx.Response) -> None:
-        operation = v7_operation(response.request.method, response.request.url.path)
+    def check_response(self, method: str, path: str, status: int, content: bytes) -> None:
+        operation = v7_operation(method, path)
         if operation is None:
             return
+        body = json.loads(content) if content else None
+        validate_response(operation, status, body)
+        self.responses.append((operation, status))
+
+    async def on_request(self, request: httpx.Request) -> None:
+        self.check_request(request.method, request.url.path, request.content)
+
+    async def on_response(self, response: httpx.Response) -> None:
         await response.aread()
-        body = response.json() if response.content else None
-        validate_response(operation, response.status_code, body)
-        self.responses.append((operation, response.status_code))
+        request = response.request
+        self.check_response(
+            request.method, request.url.path, response.status_code, response.content
+        )
+
+    def watch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Check every exchange of the clients the SDK makes (``AutoClient``, either path)."""
+        send = AutoClient.request
+        referee = self
+
+        async def request(self: AutoClient, method: str, url: str, **kwargs: Any) -> ReadResponse:
+            path = httpx.URL(url).path
+            content = kwargs.get("content")
+            referee.check_request(method, path, content)
+            response = await send(self, method, url, **kwargs)
+            referee.check_response(method, path, response.status_code, response.content)
+            return response
+
+        monkeypatch.setattr(AutoClient, "request", request)
 
 
 @pytest.fixture
@@ -85,10 +135,10 @@ def app(clock: EmulatorClock) -> EmulatorApp:
     return create_app(EmulatorConfig(start_delay=1.0, stop_delay=0.5), clock=clock, seed=3)
 
 
-@pytest.fixture(params=["in-process", "loopback"])
-def base_url(request: pytest.FixtureRequest, app: EmulatorApp) -> Iterator[str | None]:
+@pytest.fixture
+def base_url(path: str, app: EmulatorApp) -> Iterator[str | None]:
     """``None`` in process (the ASGI transport), else a uvicorn server on a free port."""
-    if request.param == "in-process":
+    if path == "in-process":
         yield None
     else:
         with serve(app) as url:
@@ -101,10 +151,33 @@ def referee() -> Referee:
     return Referee()
 
 
+_CREDENTIALS: Mapping[str, Any] = {
+    "app_id": EMULATOR_APP_ID,
+    "customer_id": EMULATOR_CUSTOMER_ID,
+    "customer_secret": EMULATOR_CUSTOMER_SECRET,
+    "retry": RetryPolicy.none(),
+}
+
+
 @pytest.fixture
 async def sdk(
-    app: EmulatorApp, base_url: str | None, referee: Referee
+    app: EmulatorApp,
+    path: str,
+    base_url: str | None,
+    referee: Referee,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[AsyncClient]:
+    if path in ("loopback-aiohttp", "loopback-sdk-httpx"):
+        assert base_url is not None
+        referee.watch(monkeypatch)
+        fast = path == "loopback-aiohttp"
+        async with AsyncClient(base_url=base_url, fast=fast, **_CREDENTIALS) as client:
+            yield client
+            chosen = client._http._client
+            assert isinstance(chosen, AutoClient)
+            kind = "DirectClient" if fast else "AsyncClient"
+            assert type(chosen.chosen).__name__ == kind, chosen.chosen
+        return
     hooks: dict[str, list[Any]] = {
         "request": [referee.on_request],
         "response": [referee.on_response],
@@ -112,14 +185,7 @@ async def sdk(
     transport = app.transport() if base_url is None else None
     async with httpx.AsyncClient(transport=transport, event_hooks=hooks, timeout=10) as http:
         kwargs: dict[str, Any] = {} if base_url is None else {"base_url": base_url}
-        async with AsyncClient(
-            app_id=EMULATOR_APP_ID,
-            customer_id=EMULATOR_CUSTOMER_ID,
-            customer_secret=EMULATOR_CUSTOMER_SECRET,
-            http_client=http,
-            retry=RetryPolicy.none(),
-            **kwargs,
-        ) as client:
+        async with AsyncClient(http_client=http, **_CREDENTIALS, **kwargs) as client:
             yield client
         assert not http.is_closed, "the SDK closed a client it was given"
 
