@@ -13,6 +13,13 @@ Usage::
 
     validate_request("JoinRequest", body)          # raises jsonschema.ValidationError
     validate_response("query", 200, response.json())
+    validate_response("query", 404, body, strict=True)   # + the error overlay below
+
+The file's error schemas (``ErrorResponse``, ``AgentErrorResponse``) require no field, so
+any object passes them, ``{}`` included. ``strict=True`` adds a test-only overlay that
+holds error bodies to what the emulator promises (spec §6.2, §3.1): service-level v7
+refusals (400, 403, 404, 409) carry string ``detail`` and ``reason``; a 401 carries
+``message``; any other error status one of the two shapes.
 """
 
 from __future__ import annotations
@@ -27,7 +34,34 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "v7.en.condensed.yaml"
 
-__all__ = ["load_spec", "operation", "schema", "validate_request", "validate_response"]
+__all__ = [
+    "STRICT_ERRORS",
+    "load_spec",
+    "operation",
+    "schema",
+    "validate_request",
+    "validate_response",
+]
+
+_DETAIL_REASON: dict[str, Any] = {
+    "type": "object",
+    "required": ["detail", "reason"],
+    "properties": {"detail": {"type": "string"}, "reason": {"type": "string", "minLength": 1}},
+}
+_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["message"],
+    "properties": {"message": {"type": "string", "minLength": 1}},
+}
+STRICT_ERRORS: dict[int, dict[str, Any]] = {
+    400: _DETAIL_REASON,
+    401: _MESSAGE,  # spec §3.1: {"message": "Invalid authentication credentials"}
+    403: _DETAIL_REASON,
+    404: _DETAIL_REASON,
+    409: _DETAIL_REASON,
+}
+"""The overlay for v7 error statuses; other error statuses get ``_ANY_ERROR``."""
+_ANY_ERROR: dict[str, Any] = {"anyOf": [_MESSAGE, _DETAIL_REASON]}
 
 
 @functools.cache
@@ -99,11 +133,13 @@ def validate_request(schema_name: str, body: Any) -> None:
     _validate(body, schema(schema_name))
 
 
-def validate_response(operation_id: str, status: int, body: Any) -> None:
+def validate_response(operation_id: str, status: int, body: Any, *, strict: bool = False) -> None:
     """Check a response body against the operation's documented response for ``status``.
 
     Falls back to the ``default`` response for undocumented statuses. A response the file
     documents without a schema (leave) accepts any body, since there is nothing to check.
+    ``strict=True`` also checks an error body (status >= 400) against the overlay
+    (``STRICT_ERRORS``), whatever the file documents.
 
     Raises:
         jsonschema.ValidationError: the body does not match.
@@ -113,6 +149,8 @@ def validate_response(operation_id: str, status: int, body: Any) -> None:
     response = responses.get(str(status), responses.get("default"))
     if response is None:
         raise KeyError(f"{operation_id} documents no response for {status}")
+    if strict and status >= 400:
+        _validate(body, STRICT_ERRORS.get(status, _ANY_ERROR))
     content = response.get("content", {}).get("application/json")
     if content is None or "schema" not in content:
         return

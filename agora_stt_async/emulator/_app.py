@@ -6,35 +6,38 @@ Thin by design: each route reads its inputs, asks ``_validate`` to check them an
 this module and ``_envelopes`` decides what goes on the wire.
 
 Order of checks for a documented route: the optional QPS limit (429, ``qps_limit``) →
-fault draw (a pre-processing fault answers at once, state untouched) → Basic auth
-(401) → App ID (v7 403 / legacy 400 code 62) → the route's own checks → the world. A
-``drop`` fault lets all of that happen, then sends the response headers and raises
-``ConnectionDropped`` so the body never arrives.
+fault draw (a pre-processing fault answers at once, state untouched) → auth (401,
+``_auth``) → App ID (v7 403 / legacy 400 code 62) → the route's own checks → the world.
+A ``drop`` fault lets all of that happen, then raises ``ConnectionDropped`` instead of
+answering: served by ``serve()``/``run()`` the connection closes with no byte of the
+response (the ``DROP_EXTENSION`` the server puts in the scope does that); behind another
+ASGI server the status line and headers go out first.
+
+Every response carries ``X-Request-Id``, errors included: an unexpected exception (a bug)
+is logged and answered with the generation's documented 500 envelope (Kong's 500 body
+outside the documented routes), never with the server's plain-text 500.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import hmac
-import json
-import math
+import logging
 import random
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.abc
 import httpx
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import Message, Receive, Scope, Send
 
 from agora_stt_async import _constants as C
 from agora_stt_async._enums import AgentStatus
+from agora_stt_async.emulator._auth import Authenticator, QpsLimiter
 from agora_stt_async.emulator._callbacks import CallbackSender
 from agora_stt_async.emulator._config import (
     EmulatorClock,
@@ -44,18 +47,19 @@ from agora_stt_async.emulator._config import (
     resolve_credentials,
 )
 from agora_stt_async.emulator._envelopes import (
-    AUTH_FAILED,
     FAULT_BODIES,
     NO_ROUTE,
     RATE_LIMITED,
+    UNEXPECTED,
     Generation,
+    fault_response,
     json_response,
     render,
 )
-from agora_stt_async.emulator._faults import PRE_PROCESSING, FaultConfig, FaultKind, FaultPlan
+from agora_stt_async.emulator._faults import PRE_PROCESSING, FaultConfig, FaultPlan
 from agora_stt_async.emulator._records import BuilderToken, WorldError
 from agora_stt_async.emulator._schema import InvalidBody, SchemaError
-from agora_stt_async.emulator._validate import Validator
+from agora_stt_async.emulator._validate import Validator, parse_json
 from agora_stt_async.emulator._world import World
 
 if TYPE_CHECKING:
@@ -63,20 +67,22 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+DROP_EXTENSION: Final = "agora_stt_async.drop"
+"""ASGI scope extension: an ``async () -> None`` that closes the client's connection at
+once, without a response. ``serve()`` and ``run()`` provide it (``_server``)."""
+
+_log = logging.getLogger("agora_stt_async.emulator")
+
 
 class ConnectionDropped(Exception):
     """Raised after a request was processed but its response must never arrive (``drop``).
 
-    uvicorn closes the connection when an app raises after starting its response, and
-    ``EmulatorTransport`` turns this into ``httpx.RemoteProtocolError``; a bare
-    ``httpx.ASGITransport`` lets it propagate.
+    ``EmulatorTransport`` turns it into ``httpx.RemoteProtocolError``; a bare
+    ``httpx.ASGITransport`` lets it propagate. Served by ``serve()``/``run()`` the
+    connection is already closed, with no byte of response, when it is raised; under any
+    other ASGI server the status line and headers have been sent, and the server closes
+    the connection because the app raised after starting its response.
     """
-
-
-class _Reply(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
 
 
 class EmulatorApp:
@@ -114,12 +120,12 @@ class EmulatorApp:
             list_max_limit=config.list_max_limit,
         )
         self.app_ids = resolve_app_ids(config)
-        self._credentials = {
-            cid.encode(): secret.encode() for cid, secret in resolve_credentials(config).items()
-        }
+        self._auth = Authenticator(
+            resolve_credentials(config), self.app_ids, config.rtc_tokens, clock
+        )
+        self.qps = QpsLimiter(config.qps_limit, clock)
         self.requests: Counter[str] = Counter()
         self.responses: Counter[int] = Counter()
-        self._accepted: dict[str, deque[float]] = {}  # qps_limit: per App ID
         self._rid_rng = random.Random(f"{seed}/request-ids")
         self._router = Router(self._routes(), redirect_slashes=False, default=self._no_route)
 
@@ -130,7 +136,7 @@ class EmulatorApp:
         self.faults = FaultPlan(None, self.seed)
         self.requests.clear()
         self.responses.clear()
-        self._accepted.clear()
+        self.qps.windows.clear()
         self._rid_rng = random.Random(f"{self.seed}/request-ids")
 
     def transport(
@@ -176,14 +182,28 @@ class EmulatorApp:
         if request_id is None:
             request_id = f"req_{self._rid_rng.getrandbits(64):016x}".encode()
         header = (b"x-request-id", request_id)
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 self.responses[message["status"]] += 1
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
-        await self._router(scope, receive, send_with_id)
+        try:
+            await self._router(scope, receive, send_with_id)
+        except ClientDisconnect:
+            return  # the client left mid-request: nobody to answer
+        except ConnectionDropped:
+            raise
+        except Exception:
+            # Outside the documented routes (control API, routing): Kong's 500 body.
+            _log.exception("emulator: unexpected error on %s %s", scope["method"], scope["path"])
+            if started:
+                raise  # too late to answer; the server closes the connection
+            await json_response(UNEXPECTED, 500)(scope, receive, send_with_id)
 
     async def _no_route(self, scope: Scope, receive: Receive, send: Send) -> None:
         # SPEC-SILENT: any path or method the API does not have answers the gateway's 404.
@@ -234,7 +254,7 @@ class EmulatorApp:
         # Only App IDs with STT are counted (any other is refused anyway): a flood of
         # made-up App IDs must not grow the per-App-ID windows without bound.
         if self.config.qps_limit > 0 and app_id in self.app_ids:
-            wait = self._over_qps(app_id)
+            wait = self.qps.wait(app_id)
             if wait is not None:
                 headers = {"Retry-After": str(wait)}
                 await json_response(RATE_LIMITED, 429, headers)(scope, receive, send)
@@ -246,17 +266,50 @@ class EmulatorApp:
         if delay > 0:
             await anyio.sleep(delay)
         if fault is not None and fault in PRE_PROCESSING:
-            response = self._fault_response(fault, generation)
+            response = fault_response(
+                fault,
+                generation,
+                retry_after=self.faults.config.retry_after,
+                code20_status=self.config.code20_status,
+                internal_code=self.faults.config.internal_code,
+            )
         else:
-            request = Request(scope, receive)
             try:
-                self._authorize(request, generation)
-                response = await handler(request)
-            except _Reply as reply:
-                response = reply.response
-            except (InvalidBody, SchemaError, WorldError) as exc:
-                response = render(exc, generation, route, self.config.repeat_start_status)
+                response = await self._serve(route, generation, handler, Request(scope, receive))
+            except ClientDisconnect:
+                raise  # the client left mid-body; __call__ ends the exchange quietly
+            except Exception:  # noqa: BLE001 - a bug: logged, answered as the service would
+                # Not a refusal: still answer as the service would (spec §6.1/§6.2: 500),
+                # with the request id, so a client can report it.
+                _log.exception("emulator: unexpected error serving %s", route)
+                response = json_response(FAULT_BODIES[("500", generation)], 500)
         if fault == "drop":
+            await self._drop(route, response, scope, send)
+        await response(scope, receive, send)
+
+    async def _serve(
+        self, route: str, generation: Generation, handler: Handler, request: Request
+    ) -> Response:
+        """Auth, then the handler; a refusal rendered in the generation's envelope."""
+        refusal = self._auth.refusal(
+            request.headers.get("authorization", ""), request.path_params["app_id"], generation
+        )
+        if refusal is not None:
+            return refusal
+        try:
+            return await handler(request)
+        except (InvalidBody, SchemaError, WorldError) as exc:
+            return render(exc, generation, route, self.config.repeat_start_status)
+
+    async def _drop(self, route: str, response: Response, scope: Scope, send: Send) -> None:
+        """Send nothing (or only the headers) of ``response``, then ``ConnectionDropped``."""
+        abort = scope.get("extensions", {}).get(DROP_EXTENSION)
+        if abort is not None:
+            self.responses[response.status_code] += 1  # processed, counted, never sent
+            await abort()
+        else:
+            # No way to close the connection from here: send the headers, then raise; the
+            # server closes the connection because the app failed mid-response.
             await send(
                 {
                     "type": "http.response.start",
@@ -264,20 +317,7 @@ class EmulatorApp:
                     "headers": response.raw_headers,
                 }
             )
-            raise ConnectionDropped(f"{route}: response dropped after processing")
-        await response(scope, receive, send)
-
-    def _over_qps(self, app_id: str) -> int | None:
-        """``None`` if a request of ``app_id`` is within ``qps_limit`` (it is counted),
-        else the whole seconds to wait (``Retry-After``) until the window has room."""
-        now = self.clock.now()
-        accepted = self._accepted.setdefault(app_id, deque())
-        while accepted and accepted[0] <= now - 1.0:
-            accepted.popleft()
-        if len(accepted) >= self.config.qps_limit:
-            return max(1, math.ceil(accepted[0] + 1.0 - now))
-        accepted.append(now)
-        return None
+        raise ConnectionDropped(f"{route}: response dropped after processing")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         # The server's lifespan is the one long-lived task an ASGI app gets: the NCS
@@ -293,35 +333,6 @@ class EmulatorApp:
                     tg.cancel_scope.cancel()
                     break
         await send({"type": "lifespan.shutdown.complete"})
-
-    def _fault_response(self, fault: FaultKind, generation: Generation) -> Response:
-        if fault == "429":
-            retry_after = str(self.faults.config.retry_after)
-            return json_response(RATE_LIMITED, 429, {"Retry-After": retry_after})
-        # SPEC-SILENT: no HTTP status is documented for code 20; 504 by default.
-        status = self.config.code20_status if fault == "code20" else int(fault)
-        return json_response(FAULT_BODIES[(fault, generation)], status)
-
-    def _authorize(self, request: Request, generation: Generation) -> None:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        ok = False
-        if scheme.lower() == "basic":  # spec §3.1: Agora's own sample sends "basic"
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                decoded = b""
-            customer_id, colon, secret = decoded.partition(b":")
-            expected = self._credentials.get(customer_id)
-            ok = bool(colon) and expected is not None and hmac.compare_digest(secret, expected)
-        if not ok:
-            raise _Reply(json_response(AUTH_FAILED, 401))
-        app_id = request.path_params["app_id"]
-        if app_id not in self.app_ids:
-            if generation == "v7":
-                # SPEC-SILENT (spec §12.2 [INFERRED]): v7 answers 403 ServiceNotEnabled.
-                detail = "Real-Time STT is not enabled for this App ID"
-                raise _Reply(json_response({"detail": detail, "reason": "ServiceNotEnabled"}, 403))
-            raise _Reply(json_response({"message": "invalid_appid!", "code": 62}, 400))  # spec §6.1
 
     # -- v7 routes (spec §4) ---------------------------------------------------------------
 
@@ -461,11 +472,8 @@ class _Endpoint:
 
 
 async def _read_json(request: Request) -> object:
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except ValueError as exc:  # includes UnicodeDecodeError
-        raise InvalidBody("the request body is not valid JSON") from exc
+    # ClientDisconnect (the client left mid-body) propagates: there is nobody to answer.
+    return parse_json(await request.body())
 
 
 def create_app(

@@ -75,6 +75,11 @@ class EmulatorConfig:
     """App IDs with STT enabled; any other gets v7 403 / legacy ``invalid_appid!``."""
     credentials: Mapping[str, str] | None = None
     """Customer ID → Customer Secret pairs accepted by Basic auth."""
+    rtc_tokens: Mapping[str, float] | None = None
+    """RTC tokens accepted by ``Authorization: agora token="…"`` (spec §3.2), each with
+    its expiry in Unix seconds: expired → 401 ``Token is expired``, any other value →
+    401 ``Invalid token``. ``None`` (default) turns RTC-token auth off: such a header is
+    then 401 ``Invalid authentication credentials``, like any unknown scheme."""
 
     # -- v7 lifecycle (spec §4.3) --
     join_status: Literal["STARTING", "RUNNING"] = "STARTING"
@@ -108,13 +113,21 @@ class EmulatorConfig:
     accept_v5_nested: bool = True
     """Accept the nested 2023 v5 start body (``audio`` / ``config``) too."""
     token_ttl: float = C.TOKEN_TTL_S
-    # SPEC-SILENT: the 2024 quickstart gives a started session a 24 h life (max 48 h); the
-    # 72 h v7 cap is not documented for legacy tasks.
+    # spec §5.1 [CONFLICT]: the 2024 quickstart gives a started session a 24 h life (the
+    # resource ID's validity, up to 48 h), which conflicts with maxIdleTime up to 2592000 s;
+    # the emulator follows the quickstart. The 72 h v7 cap is not documented for legacy.
     legacy_max_lifetime: float = 86400.0
     # SPEC-SILENT: a repeated start answers 409 + code 49 ([INFERRED], spec §6.1); the
     # common-errors page's 201 "already running" is the other reading.
     repeat_start_status: Literal[201, 409] = 409
     """Status of a repeated start: 409 or 201; the body is code 49 either way."""
+    # spec §5.5, §6.1, §12.17: "a second stop with the same token and taskId → code 49";
+    # "stop or query of a finished task → 404". The emulator reads them together: a stop
+    # of a task stopped by an earlier stop answers 409 + code 49, a stop of a task that
+    # ended on its own (idle, lifetime) 404 "The task is not found". SPEC-SILENT: 409 is
+    # the status (as for a repeated start).
+    repeat_stop_code: Literal[49, 404] = 49
+    """What a repeated stop answers: 49 (409 + code 49, default) or 404 (not found)."""
 
     # -- channels (no RTC here: a count of hosts per channel name) --
     default_hosts: int = 1

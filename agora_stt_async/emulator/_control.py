@@ -2,8 +2,18 @@
 
 Not part of Agora's API. It needs no credentials, is never faulted and is not counted in
 ``requests``; ``EmulatorConfig(control_api=False)`` removes it (its paths then answer the
-gateway's 404, like any unknown path). Errors are ``{"error": "..."}`` with 400, 404,
-405 (method) or 409 (a clock that cannot advance, a status that cannot be forced).
+gateway's 404, like any unknown path). Errors are ``{"error": "..."}`` with 400 (a body
+that is not JSON, nested too deeply, or the wrong shape), 404, 405 (method) or 409 (a
+clock that cannot advance, a status that cannot be forced); an unexpected failure is
+500 ``{"message": "An unexpected error occurred"}``. Every answer carries X-Request-Id.
+
+Fault config (``POST /_emulator/faults``, the JSON of ``FaultConfig``): ``rate``,
+``routes``, ``kinds`` (``500``, ``502``, ``503``, ``504``, ``429``, ``code20``,
+``internal``, ``latency``, ``drop``), ``retry_after``, ``latency``, ``base_latency``,
+``schedule`` (``[{"kind", "route", "count", "skip"}]``) and ``internal_code`` (the legacy
+code an ``internal`` fault carries: 1, 6, 23, 62, 501, 502 or 504). A ``drop`` served by
+``serve()``/``run()`` closes the connection without a byte of response; behind another
+ASGI server the status line and headers go out, then the connection closes.
 
 =============================  ==============================================================
 ``GET  /_emulator/clock``      ``{"now": <unix s>}``
@@ -43,6 +53,8 @@ from starlette.routing import BaseRoute, Route
 from agora_stt_async._enums import AgentStatus
 from agora_stt_async.emulator._faults import FaultConfig
 from agora_stt_async.emulator._records import Agent, Task, TransitionRefused, UnknownAgent
+from agora_stt_async.emulator._schema import InvalidBody
+from agora_stt_async.emulator._validate import parse_json
 
 if TYPE_CHECKING:
     from agora_stt_async.emulator._app import EmulatorApp
@@ -234,9 +246,9 @@ def _detail(job: Agent | Task) -> dict[str, object]:
 async def _body(request: Request) -> dict[str, object]:
     raw = await request.body()
     try:
-        body = json.loads(raw) if raw else {}
-    except ValueError as exc:
-        raise _ControlError("the body must be JSON") from exc
+        body = parse_json(raw) if raw else {}
+    except InvalidBody as exc:  # not JSON, or nested too deeply to decode
+        raise _ControlError(f"the body must be JSON ({exc})") from exc
     if not isinstance(body, dict):
         raise _ControlError("the body must be a JSON object")
     return body

@@ -17,6 +17,7 @@ from agora_stt_async.emulator._records import (
     NameInUse,
     StaleSequence,
     TaskAlreadyStarted,
+    TaskAlreadyStopped,
     TaskTokenMismatch,
     TokenExpired,
     TokenOfOtherApp,
@@ -36,13 +37,19 @@ AUTH_FAILED: Final = {"message": "Invalid authentication credentials"}
 # bodies, since the documented 401 body is Kong's; service-level ones use the envelopes.
 NO_ROUTE: Final = {"message": "no Route matched with those values"}
 RATE_LIMITED: Final = {"message": "API rate limit exceeded"}
+# Kong's answer when something fails outside any route (the emulator's own bugs included).
+UNEXPECTED: Final = {"message": "An unexpected error occurred"}
+# SPEC-SILENT: which status goes with which code is undocumented (spec §6.1). Service-level
+# legacy 5xx carry code 501, the documented internal-error code whose current advice is
+# "retry with back-off" (so a client that reads ``code`` sees a documented one and may
+# retry); the 502 and 504 kinds are the gateway's, which knows no Agora codes.
 FAULT_BODIES: Final[Mapping[tuple[str, Generation], dict[str, object]]] = {
     ("500", "v7"): {"detail": "internal error", "reason": "InternalError"},
-    ("500", "legacy"): {"message": "Internal server error"},
+    ("500", "legacy"): {"code": 501, "message": "Internal server error"},
     ("502", "v7"): {"message": "An invalid response was received from the upstream server"},
     ("502", "legacy"): {"message": "An invalid response was received from the upstream server"},
     ("503", "v7"): {"detail": "service unavailable", "reason": "ServiceUnavailable"},
-    ("503", "legacy"): {"message": "Service unavailable"},
+    ("503", "legacy"): {"code": 501, "message": "Service unavailable"},
     ("504", "v7"): {"message": "The upstream server is timed out"},
     ("504", "legacy"): {"message": "The upstream server is timed out"},
     # spec §6.1: code 20 = processing timeout; v7 [INFERRED] reason TaskOperationTimeout.
@@ -53,6 +60,37 @@ _TOKEN_MESSAGE: Final = "the product name does not match with builderToken"  # s
 _MISMATCH_MESSAGE: Final = "The taskId does not match with builderToken."
 _EXPIRED_MESSAGE: Final = "resourceId reaches out the limited time interval!"
 _NOT_FOUND_MESSAGE: Final = "The task is not found"
+_NETWORK_MESSAGE: Final = "The task was not started because of a network problem"
+
+
+def fault_response(
+    fault: str, generation: Generation, *, retry_after: int, code20_status: int, internal_code: int
+) -> Response:
+    """The answer of an injected pre-processing fault (``_faults.PRE_PROCESSING``)."""
+    if fault == "429":
+        return json_response(RATE_LIMITED, 429, {"Retry-After": str(retry_after)})
+    if fault == "internal":
+        return _internal_fault(internal_code, generation)
+    # SPEC-SILENT: no HTTP status is documented for code 20; 504 by default.
+    status = code20_status if fault == "code20" else int(fault)
+    return json_response(FAULT_BODIES[(fault, generation)], status)
+
+
+def _internal_fault(code: int, generation: Generation) -> Response:
+    """An injected internal error with Agora ``code`` (spec §6.1; ``_faults.INTERNAL_CODES``).
+
+    v7 has no codes: there it is the v7 500 ``InternalError``. SPEC-SILENT: the status of
+    each legacy code is undocumented; 504 ("internal communication error", spec §6.1) for
+    code 504 and for code 62 (a network problem), 500 ("internal server error") for the
+    rest. Only the code-62 message is the spec's meaning; the others say "internal error".
+    """
+    if generation == "v7":
+        return json_response(FAULT_BODIES[("500", "v7")], 500)
+    if code == 62:
+        return json_response({"code": 62, "message": _NETWORK_MESSAGE}, 504)
+    return json_response(
+        {"code": code, "message": "Internal server error"}, 504 if code == 504 else 500
+    )
 
 
 def json_response(
@@ -96,6 +134,8 @@ def _render_v7(exc: Exception) -> Response:
 
 
 def _render_legacy(exc: Exception, route: str, repeat_status: int) -> Response:
+    if route == "acquire" and isinstance(exc, InvalidBody | SchemaError):
+        return _acquire_refusal(exc)
     match exc:
         case InvalidBody():
             return json_response(
@@ -122,13 +162,19 @@ def _render_legacy(exc: Exception, route: str, repeat_status: int) -> Response:
         case TokenExpired():
             return json_response({"message": _EXPIRED_MESSAGE}, 400)
         case TaskAlreadyStarted():
-            # spec §6.1: the existing taskId is appended. SPEC-SILENT: the status word is
-            # STARTED while the task runs and STOPPED once it has ended.
-            word = "STOPPED" if exc.task.status.is_terminal else "STARTED"
+            # spec §6.1 gives this literal and says clients string-match it: "STARTED"
+            # even once the task has ended; the existing taskId is appended.
             message = (
-                f"The task has been started, current status is {word}, taskId is {exc.task.task_id}"
+                f"The task has been started, current status is STARTED, taskId is {exc.task_id}"
             )
             return json_response({"code": 49, "message": message}, repeat_status)
+        case TaskAlreadyStopped():
+            # spec §5.5: code 49 for a repeated stop. SPEC-SILENT: its message; it must not
+            # read "The task has been started", which clients match for a repeated start.
+            message = (
+                f"The task has been stopped, current status is STOPPED, taskId is {exc.task_id}"
+            )
+            return json_response({"code": 49, "message": message}, 409)
         case TaskTokenMismatch():
             return json_response({"code": 53, "message": _MISMATCH_MESSAGE}, 400)
         case UnknownTask():
@@ -136,6 +182,17 @@ def _render_legacy(exc: Exception, route: str, repeat_status: int) -> Response:
         case UpdateTooSoon():
             return _too_soon(exc)
     raise exc
+
+
+def _acquire_refusal(exc: InvalidBody | SchemaError) -> Response:
+    # spec §6.1 documents one acquire refusal: 400 {"code": 2, "reason": "Acquire: invalid
+    # resourceExpiredHour value!"}, with §12.13's "400 code 2". SPEC-SILENT: the emulator
+    # answers every acquire body error in that shape, naming the field, then saying why.
+    if isinstance(exc, SchemaError):
+        reason = f"Acquire: invalid {exc.field} value! {exc.why}"
+    else:
+        reason = f"Acquire: invalid request body! {exc}"
+    return json_response({"code": 2, "reason": reason}, 400)
 
 
 def _too_soon(exc: UpdateTooSoon) -> Response:

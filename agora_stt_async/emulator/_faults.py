@@ -7,10 +7,17 @@ sequence of requests give the same faults, and world ids are not disturbed by fa
 Kinds, and when they strike:
 
 - before processing, no state change: ``500``, ``502``, ``503``, ``504``, ``429`` (with
-  ``Retry-After``), ``code20`` (Agora's processing timeout, spec §6.1);
+  ``Retry-After``), ``code20`` (Agora's processing timeout, spec §6.1), ``internal`` (a
+  legacy internal error carrying ``FaultConfig.internal_code``, one of the start-time
+  codes of spec §6.1: 1, 6, 23, 501, 502, 504, or 62 "not started because of a network
+  problem"; on v7 routes, which have no codes, the v7 500 ``InternalError``);
 - around processing: ``latency`` (the request waits ``latency`` seconds, then runs);
 - after processing: ``drop`` (the state change happens, the response is never sent — the
-  case that makes retrying a non-idempotent call dangerous).
+  case that makes retrying a non-idempotent call dangerous). In process
+  (``EmulatorTransport``) the client gets ``httpx.RemoteProtocolError``; served by
+  ``serve()`` or ``run()``, the connection is closed without a byte of response.
+  Behind any other ASGI server the status line and headers go out, then the
+  connection closes (the client sees an incomplete response).
 
 An explicit ``schedule`` comes before the random rates: tests use it for exact sequences.
 No HTTP here; ``_app`` renders the chosen fault.
@@ -25,9 +32,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, cast, get_args
 
-FaultKind = Literal["500", "502", "503", "504", "429", "code20", "latency", "drop"]
+FaultKind = Literal["500", "502", "503", "504", "429", "code20", "internal", "latency", "drop"]
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
-PRE_PROCESSING: Final = frozenset({"500", "502", "503", "504", "429", "code20"})
+PRE_PROCESSING: Final = frozenset({"500", "502", "503", "504", "429", "code20", "internal"})
+INTERNAL_CODES: Final = (1, 6, 23, 62, 501, 502, 504)
+"""spec §6.1: the codes of internal errors on start (62: "not started because of a
+network problem"); the values ``FaultConfig.internal_code`` may take."""
 
 V7_ROUTES: Final = ("join", "query", "update", "leave", "list")
 LEGACY_ROUTES: Final = ("acquire", "start", "legacy_query", "legacy_update", "stop")
@@ -68,6 +78,12 @@ class FaultConfig:
         latency: seconds a ``latency`` fault adds.
         base_latency: seconds added to every (non-control) request, fault or not.
         schedule: explicit faults, consumed before any random draw.
+        internal_code: the Agora ``code`` an ``internal`` fault carries on legacy routes
+            (one of ``INTERNAL_CODES``; default 501, whose current advice is "retry").
+
+    Raises:
+        ValueError: a rate outside 0..1, an unknown kind or route, a negative or non-finite
+            latency, or an ``internal_code`` not in ``INTERNAL_CODES``.
     """
 
     rate: float = 0.0
@@ -77,6 +93,7 @@ class FaultConfig:
     latency: float = 0.2
     base_latency: float = 0.0
     schedule: tuple[ScheduledFault, ...] = ()
+    internal_code: int = 501
 
     def __post_init__(self) -> None:
         for name, rate in [("rate", self.rate), *self.routes.items()]:
@@ -96,6 +113,9 @@ class FaultConfig:
         ):
             # NaN or infinity would stall every request (or break anyio.sleep).
             raise ValueError("retry_after, latency and base_latency must be finite and >= 0")
+        if isinstance(self.internal_code, bool) or self.internal_code not in INTERNAL_CODES:
+            known = ", ".join(map(str, INTERNAL_CODES))
+            raise ValueError(f"internal_code must be one of {known}, got {self.internal_code!r}")
 
     def to_json(self) -> dict[str, object]:
         """The JSON form ``POST /_emulator/faults`` accepts."""
@@ -110,6 +130,7 @@ class FaultConfig:
                 {"kind": s.kind, "route": s.route, "count": s.count, "skip": s.skip}
                 for s in self.schedule
             ],
+            "internal_code": self.internal_code,
         }
 
     @classmethod
@@ -133,6 +154,7 @@ class FaultConfig:
                 latency=float(data.get("latency", 0.2)),
                 base_latency=float(data.get("base_latency", 0.0)),
                 schedule=schedule,
+                internal_code=_integer(data.get("internal_code", 501), "internal_code"),
             )
         except TypeError as exc:
             raise ValueError(f"bad fault config: {exc}") from exc
@@ -194,6 +216,13 @@ class FaultPlan:
     def _count(self, route: str, kind: FaultKind) -> FaultKind:
         self.injected[f"{route}:{kind}"] += 1
         return kind
+
+
+def _integer(value: object, name: str) -> int:
+    # int("7") or int(7.9) would quietly turn a wrong JSON value into a valid-looking code.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return value
 
 
 def _check_kind(kind: str) -> None:

@@ -83,11 +83,19 @@ class TokenExpired(WorldError):
 
 
 class TaskAlreadyStarted(WorldError):
-    """The token, or another token of its instanceId, already started ``task``."""
+    """The token, or another token of its instanceId, already started task ``task_id``."""
 
-    def __init__(self, task: Task) -> None:
-        super().__init__(task.task_id)
-        self.task = task
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+
+class TaskAlreadyStopped(WorldError):
+    """A repeated stop: task ``task_id`` was already stopped by a stop request."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
 
 
 class TaskTokenMismatch(WorldError):
@@ -171,7 +179,9 @@ class Task:
         "last_sequence_id",
         "last_update_at",
         "max_idle_time",
+        "minted_before_end",
         "status",
+        "stop_requested",
         "task_id",
         "token",
         "wake_at",
@@ -194,6 +204,10 @@ class Task:
         self.last_update_at: float | None = None
         self.wake_at: float | None = None
         self.wake_gen = 0
+        self.stop_requested = False  # ended by a stop request (not idle or lifetime)
+        # Tokens minted before this task ended (serial < this) may never start a task of
+        # its instanceId: set when it ends, None while it runs.
+        self.minted_before_end: int | None = None
 
     def describe(self) -> dict[str, object]:
         """A JSON-able summary for the control API."""
@@ -209,12 +223,18 @@ class Task:
 
 @dataclass(frozen=True)
 class BuilderToken:
-    """A parsed builder token (``tokenName`` = ``builderToken`` = ``resourceId``)."""
+    """A parsed builder token (``tokenName`` = ``builderToken`` = ``resourceId``).
+
+    ``serial`` numbers the tokens a world has minted (0, 1, …): "acquired before the last
+    task of its instanceId ended" is ``serial < task.minted_before_end``, exact even when
+    a frozen clock gives both the same time.
+    """
 
     name: str
     app_id: str
     instance_id: str
     created_at: float
+    serial: int = 0
 
     @property
     def create_ts(self) -> int:
@@ -273,16 +293,16 @@ _MAC_BYTES: Final = 24
 
 
 def mint_token(
-    secret: bytes, app_id: str, instance_id: str, now: float, nonce: int
+    secret: bytes, app_id: str, instance_id: str, now: float, nonce: int, serial: int
 ) -> BuilderToken:
-    """A builder token: the App ID, instanceId and acquire time, signed with ``secret``.
+    """A builder token: App ID, instanceId, acquire time and serial, signed with ``secret``.
 
     Self-describing, so an unused token costs no memory; real tokens are long URL-safe
     Base64-like strings too (spec §5.1).
     """
-    payload = json.dumps([app_id, instance_id, now, nonce], separators=(",", ":")).encode()
+    payload = json.dumps([app_id, instance_id, now, nonce, serial], separators=(",", ":")).encode()
     mac = hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
-    return BuilderToken(f"{_b64(payload)}.{_b64(mac)}", app_id, instance_id, now)
+    return BuilderToken(f"{_b64(payload)}.{_b64(mac)}", app_id, instance_id, now, serial)
 
 
 def read_token(secret: bytes, name: str | None) -> BuilderToken:
@@ -295,8 +315,8 @@ def read_token(secret: bytes, name: str | None) -> BuilderToken:
         mac = hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
         if not hmac.compare_digest(mac, _unb64(tail)):
             raise TokenUnparsable(name)
-        app_id, instance_id, created_at, _ = json.loads(payload)
-        return BuilderToken(name, str(app_id), str(instance_id), float(created_at))
+        app_id, instance_id, created_at, _, serial = json.loads(payload)
+        return BuilderToken(name, str(app_id), str(instance_id), float(created_at), int(serial))
     except (ValueError, TypeError) as exc:
         raise TokenUnparsable(name) from exc
 

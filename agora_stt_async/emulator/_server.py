@@ -2,11 +2,19 @@
 
 The only module of the emulator that knows about threads, sockets and asyncio (uvicorn
 runs its own asyncio loop in a background thread, so callers on trio are unaffected).
+
+A ``drop`` fault must look like a server that died after doing the work: no response at
+all. uvicorn answers 500 when an app fails before responding, so ``serve()`` and
+``run()`` give uvicorn a subclass of its own HTTP protocol that puts a
+``DROP_EXTENSION`` in each request's scope: a callable that aborts the connection. The
+client then reads EOF before any byte (``httpx.RemoteProtocolError: Server disconnected
+without sending a response``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import socket
@@ -14,11 +22,18 @@ import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+import anyio.lowlevel
 import httpx
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agora_stt_async.emulator._app import ConnectionDropped, EmulatorApp, create_app
+from agora_stt_async.emulator._app import (
+    DROP_EXTENSION,
+    ConnectionDropped,
+    EmulatorApp,
+    create_app,
+)
 from agora_stt_async.emulator._config import EmulatorConfig
 from agora_stt_async.emulator._faults import FaultConfig
 
@@ -77,6 +92,35 @@ class _DropFilter(logging.Filter):
 
 
 _DROP_FILTER: Final = _DropFilter()
+
+
+@functools.cache
+def _http_protocol() -> type:
+    """uvicorn's HTTP protocol class (httptools if installed, else h11), plus the drop
+    extension. Built on first use: uvicorn is imported only when serving."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class DroppingHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+        app: ASGIApp  # set by uvicorn's protocol (the loaded app), wrapped below
+        transport: Any  # the connection's asyncio transport
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            app = self.app
+
+            async def app_with_drop(scope: Scope, receive: Receive, send: Send) -> None:
+                scope["extensions"] = {**(scope.get("extensions") or {}), DROP_EXTENSION: drop}
+                await app(scope, receive, send)
+
+            async def drop() -> None:
+                self.transport.abort()
+                # Let the loop run connection_lost first: uvicorn then marks the request
+                # disconnected, and the 500 it sends for the app's exception goes nowhere.
+                await anyio.lowlevel.checkpoint()
+
+            self.app = app_with_drop
+
+    return DroppingHTTPProtocol
 
 
 @contextlib.contextmanager
@@ -174,6 +218,7 @@ def _server(app: EmulatorApp, log_level: str) -> uvicorn.Server:
         # The lifespan runs the NCS callback sender (``_callbacks``) when one is set up.
         lifespan="on" if app.callbacks.enabled else "off",
         ws="none",
+        http=_http_protocol(),
         timeout_graceful_shutdown=2,
     )
     return uvicorn.Server(config)
@@ -248,4 +293,5 @@ def run(
         log_level=log_level,
         lifespan="on" if app.callbacks.enabled else "off",
         ws="none",
+        http=_http_protocol(),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -381,6 +382,21 @@ def _check_caption(data: Mapping[str, object], *, legacy: bool) -> None:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def parse_json(raw: bytes) -> object:
+    """Decode a request body; ``InvalidBody`` if it is not JSON (or is nested too deeply).
+
+    ``json.loads`` raises ``RecursionError``, not ``ValueError``, for arrays or objects
+    nested deeper than the interpreter's recursion limit (``b"[" * 100_000``): that is
+    a malformed body like any other, never a crash.
+    """
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise InvalidBody("the request body is not valid JSON") from exc
+    except RecursionError as exc:
+        raise InvalidBody("the request body is nested too deeply") from exc
 
 
 def _as_object(body: object) -> dict[str, object]:

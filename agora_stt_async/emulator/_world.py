@@ -11,14 +11,18 @@ every public method first pops the wake-ups that are due by ``clock.now()`` and 
 them in deadline order, at the deadline's time. So state is exact whenever it is observed,
 nothing runs between requests, and 100,000 agents cost one heap entry each.
 
-List indexes: agents are numbered in creation order (``seq``); each (App ID, status) keeps
-a ``SeqIndex`` of seqs. Creation order is time order (the clock never goes back), so a
-``from_time``/``to_time`` window is a seq range found by bisection, ``meta.total`` is two
-ranks, and a page is read from the cursor's seq onwards.
+List indexes: agents are numbered in creation order (``seq``) and indexed by
+``_index.AgentIndex`` per (App ID, status): a ``from_time``/``to_time`` window is a seq
+range, ``meta.total`` is two ranks, and a page is read from the cursor's seq onwards.
 
 Channels: there is no RTC here, only a host count per channel name (default
 ``default_hosts``). When a channel empties, the idle timer of each active job in it runs
 from ``max(emptied_at, created_at)``; a host coming back cancels it.
+
+Builder tokens (spec §5.1, §12.13/14): one instanceId mints many tokens, only one of
+which may ever start a task; after that task ends, only a token minted after its end may
+start the next one. Tokens carry a serial, so that rule is one dict lookup and one
+comparison per start, with nothing stored per token until it starts a task.
 
 Seam for NCS callbacks: every joined/left transition becomes a ``WorldEvent`` appended
 to ``events`` and passed to ``on_event`` if set (``_callbacks`` turns them into signed
@@ -27,19 +31,16 @@ notifications; it calls ``advance()`` itself, so a 101 need not wait for a reque
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import random
-from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
-from operator import attrgetter
-from typing import Final, Literal
+from typing import Final
 
 from agora_stt_async._enums import AgentStatus, LegacyTaskStatus
 from agora_stt_async.emulator._config import EmulatorConfig, SupportsNow
-from agora_stt_async.emulator._index import SeqIndex
+from agora_stt_async.emulator._index import AgentIndex
 from agora_stt_async.emulator._records import (
     MESSAGE_IDLE,
     MESSAGE_OK,
@@ -52,6 +53,7 @@ from agora_stt_async.emulator._records import (
     StaleSequence,
     Task,
     TaskAlreadyStarted,
+    TaskAlreadyStopped,
     TaskTokenMismatch,
     TokenExpired,
     TokenOfOtherApp,
@@ -66,6 +68,7 @@ from agora_stt_async.emulator._records import (
     patch,
     read_token,
 )
+from agora_stt_async.emulator._timers import WakeHeap, WakeKind
 from agora_stt_async.emulator._validate import JoinSpec, ListQuery, UpdateSpec
 
 _ID_ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -78,8 +81,6 @@ _NEG_INF: Final = float("-inf")
 # SPEC-SILENT: the exit message of an agent that hits the 72 h lifetime is undocumented;
 # it is a normal end (status STOPPED), so "OK".
 MESSAGE_LIFETIME: Final = MESSAGE_OK
-
-WakeKind = Literal["run", "stop", "idle", "lifetime"]
 
 
 @dataclass
@@ -106,19 +107,15 @@ class World:
         self._rng = random.Random(f"{self.seed}/world")
         self._secret = self._rng.randbytes(32)
         self._agents: dict[str, Agent] = {}
-        self._by_seq: list[Agent] = []
-        self._index: dict[tuple[str, AgentStatus], SeqIndex] = {}
-        self._channel_agents: dict[str, list[Agent]] = {}
+        self._index = AgentIndex()
         self._names: dict[tuple[str, str], Agent] = {}
         self._tasks: dict[str, Task] = {}
         self._task_by_token: dict[str, Task] = {}
-        self._active_instances: dict[tuple[str, str], Task] = {}
+        self._last_task: dict[tuple[str, str], Task] = {}  # per (App ID, instanceId)
         self._channel_tasks: dict[str, set[Task]] = {}
         self._task_counts: Counter[tuple[str, LegacyTaskStatus]] = Counter()
         self._channels: dict[str, _Channel] = {}
-        self._heap: list[tuple[float, int, int, WakeKind, Job]] = []
-        self._tick = itertools.count()
-        self._pending = 0
+        self._wakeups = WakeHeap()
         self.tokens_minted = 0
         self._now = _NEG_INF
         self.events: deque[WorldEvent] = deque(maxlen=self.config.events_kept)
@@ -132,13 +129,7 @@ class World:
         NTP): creation order must stay time order for the list windows.
         """
         now = self._now = max(self.clock.now(), self._now)
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            deadline, _, gen, kind, job = heapq.heappop(heap)
-            if job.wake_gen != gen:
-                continue  # superseded by a later _schedule
-            job.wake_at = None
-            self._pending -= 1
+        for deadline, kind, job in self._wakeups.pop_due(now):
             self._fire(job, kind, deadline)
             self._schedule(job)
         return now
@@ -177,20 +168,7 @@ class World:
         return (deadline, kind)
 
     def _schedule(self, job: Job) -> None:
-        job.wake_gen += 1
-        if job.wake_at is not None:
-            self._pending -= 1
-            job.wake_at = None
-        due = self._due(job)
-        if due is None:
-            return
-        job.wake_at = due[0]
-        self._pending += 1
-        heapq.heappush(self._heap, (due[0], next(self._tick), job.wake_gen, due[1], job))
-        if len(self._heap) > 4 * self._pending + 1024:
-            # Superseded entries pile up when channels flap; drop them now and then.
-            self._heap = [e for e in self._heap if e[4].wake_gen == e[2]]
-            heapq.heapify(self._heap)
+        self._wakeups.set(job, self._due(job))
 
     def _fire(self, job: Job, kind: WakeKind, at: float) -> None:
         if kind == "run":
@@ -225,22 +203,13 @@ class World:
             self._task_counts[(job.app_id, job.status)] -= 1
             job.status = LegacyTaskStatus.STOPPED
             self._task_counts[(job.app_id, job.status)] += 1
-            key = (job.app_id, job.instance_id)
-            if self._active_instances.get(key) is job:
-                del self._active_instances[key]
+            job.minted_before_end = self.tokens_minted
             self._channel_tasks.get(job.channel, set()).discard(job)
             self._emit("task_stopped", job, at)
 
     def _set_agent_status(self, agent: Agent, status: AgentStatus) -> None:
-        self._index_of(agent.app_id, agent.status).discard(agent.seq)
-        agent.status = status
-        self._index_of(agent.app_id, status).add(agent.seq)
-
-    def _index_of(self, app_id: str, status: AgentStatus) -> SeqIndex:
-        index = self._index.get((app_id, status))
-        if index is None:
-            index = self._index[(app_id, status)] = SeqIndex()
-        return index
+        old, agent.status = agent.status, status
+        self._index.moved(agent, old)
 
     def _emit(self, kind: EventKind, job: Job, at: float) -> None:
         left = kind in ("agent_left", "task_stopped")
@@ -277,12 +246,10 @@ class World:
         )
         immediate = self.config.join_status == "RUNNING" or self.config.start_delay <= 0
         status = AgentStatus.RUNNING if immediate else AgentStatus.STARTING
-        agent = Agent(agent_id, app_id, spec, len(self._by_seq), now, status)
+        agent = Agent(agent_id, app_id, spec, len(self._index.by_seq), now, status)
         self._agents[agent_id] = agent
-        self._by_seq.append(agent)
         self._names[(app_id, spec.name)] = agent
-        self._channel_agents.setdefault(agent.channel, []).append(agent)
-        self._index_of(app_id, status).add(agent.seq)
+        self._index.add(agent)
         if immediate:
             self._emit("agent_joined", agent, now)
         self._schedule(agent)
@@ -329,39 +296,13 @@ class World:
     def list_agents(self, app_id: str, query: ListQuery) -> Page:
         """One page of agents in creation order (SPEC-SILENT: the order is undocumented)."""
         self.advance()
-        seq_lo = bisect_left(self._by_seq, query.from_ts, key=_CREATE_TS)
-        seq_hi = bisect_right(self._by_seq, query.to_ts, key=_CREATE_TS)
-        start = seq_lo
+        after = None
         if query.cursor is not None:
-            after = self._agents.get(query.cursor)
-            if after is None or after.app_id != app_id:
+            cursor = self._agents.get(query.cursor)
+            if cursor is None or cursor.app_id != app_id:
                 raise UnknownCursor(query.cursor)
-            start = max(start, after.seq + 1)
-        items: list[Agent] = []
-        more = False
-        if query.channel is None:
-            index = self._index.get((app_id, query.status))
-            total = index.count_between(seq_lo, seq_hi) if index else 0
-            for seq in index.iter_from(start) if index else ():
-                if seq >= seq_hi:
-                    break
-                if len(items) == query.limit:
-                    more = True
-                    break
-                items.append(self._by_seq[seq])
-        else:
-            # Channels hold few agents over a day, so this scan is O(agents of the channel).
-            in_channel = self._channel_agents.get(query.channel, [])
-            lo = bisect_left(in_channel, seq_lo, key=_SEQ)
-            hi = bisect_left(in_channel, seq_hi, key=_SEQ)
-            matches = [
-                a for a in in_channel[lo:hi] if a.app_id == app_id and a.status is query.status
-            ]
-            total = len(matches)
-            first = bisect_left(matches, start, key=_SEQ)
-            items = matches[first : first + query.limit]
-            more = first + query.limit < len(matches)
-        return Page(items, total, items[-1].agent_id if more and items else "")
+            after = cursor.seq
+        return self._index.page(app_id, query, after)
 
     def set_agent_status(self, agent_id: str, status: AgentStatus, message: str | None) -> Agent:
         """Control API: force a status (RECOVERING, RUNNING, FAILED, STOPPED) on any app's agent.
@@ -404,8 +345,9 @@ class World:
     def acquire(self, app_id: str, instance_id: str) -> BuilderToken:
         """Mint a builder token bound to the App ID and instanceId (spec §5.1)."""
         now = self.advance()
+        serial = self.tokens_minted
         self.tokens_minted += 1
-        return mint_token(self._secret, app_id, instance_id, now, self._rng.getrandbits(64))
+        return mint_token(self._secret, app_id, instance_id, now, self._rng.getrandbits(64), serial)
 
     def parse_token(self, app_id: str, name: str | None) -> BuilderToken:
         """Check a builder token: ``TokenUnparsable`` or ``TokenOfOtherApp``."""
@@ -418,20 +360,26 @@ class World:
         """Start the task of a builder token (spec §5.1, §6.1)."""
         now = self.advance()
         used = self._task_by_token.get(token.name)
-        if used is None:
-            # SPEC-SILENT: "only one token of an instanceId can start a task" holds while
-            # that task runs; after it ends a fresh token of the instanceId may start again
-            # (spec §5.1: "to transcribe again after stop, acquire a new token").
-            used = self._active_instances.get((token.app_id, token.instance_id))
         if used is not None:
-            raise TaskAlreadyStarted(used)
+            raise TaskAlreadyStarted(used.task_id)  # a started token outlives the window
         if now - token.created_at > self.config.token_ttl:
+            # Before the instanceId rule below: "acquire again" is the advice that works.
             raise TokenExpired(token.name)
+        # spec §5.1: "only one token of an instanceId can start a task" and "to transcribe
+        # again after stop, acquire a new token". SPEC-SILENT: read together, a token may
+        # start a task of its instanceId only if it was minted after the instanceId's
+        # last task ended; any other (minted before that task started, or while it ran)
+        # answers code 49 with that task's id.
+        last = self._last_task.get((token.app_id, token.instance_id))
+        if last is not None and (
+            last.minted_before_end is None or token.serial < last.minted_before_end
+        ):
+            raise TaskAlreadyStarted(last.task_id)
         task_id = self._new_id(self._tasks, lambda: f"{self._rng.getrandbits(128):032x}")
         task = Task(task_id, token, spec, now)
         self._tasks[task_id] = task
         self._task_by_token[token.name] = task
-        self._active_instances[(token.app_id, token.instance_id)] = task
+        self._last_task[(token.app_id, token.instance_id)] = task
         self._channel_tasks.setdefault(task.channel, set()).add(task)
         self._task_counts[(task.app_id, task.status)] += 1
         self._emit("task_started", task, now)
@@ -440,21 +388,31 @@ class World:
 
     def task(self, token: BuilderToken, task_id: str) -> Task:
         """A running task, checked against its token (spec §5.3, §6.1)."""
+        task = self._task_of(token, task_id)
+        if task.status is not LegacyTaskStatus.IN_PROGRESS:
+            raise UnknownTask(task_id)
+        return task
+
+    def stop(self, token: BuilderToken, task_id: str) -> Task:
+        """Stop a task at once; later query answers "The task is not found", a later
+        stop code 49 (``repeat_stop_code``; 404 for a task that ended on its own)."""
+        task = self._task_of(token, task_id)
+        if task.status is not LegacyTaskStatus.IN_PROGRESS:
+            if task.stop_requested and self.config.repeat_stop_code == 49:
+                raise TaskAlreadyStopped(task_id)
+            raise UnknownTask(task_id)
+        task.stop_requested = True
+        self._finish(task, self._now)
+        self._schedule(task)
+        return task
+
+    def _task_of(self, token: BuilderToken, task_id: str) -> Task:
         self.advance()
         task = self._tasks.get(task_id)
         if task is None or task.app_id != token.app_id:
             raise UnknownTask(task_id)
         if task.token != token.name:
             raise TaskTokenMismatch(task_id)
-        if task.status is not LegacyTaskStatus.IN_PROGRESS:
-            raise UnknownTask(task_id)
-        return task
-
-    def stop(self, token: BuilderToken, task_id: str) -> Task:
-        """Stop a task at once; later query/stop answer "The task is not found"."""
-        task = self.task(token, task_id)
-        self._finish(task, self._now)
-        self._schedule(task)
         return task
 
     def update_task(
@@ -491,7 +449,13 @@ class World:
     # -- channels ---------------------------------------------------------------------------------
 
     def set_hosts(self, channel: str, hosts: int) -> None:
-        """Set how many hosts a channel has; 0 starts the idle timers of its jobs."""
+        """Set how many hosts a channel has; 0 starts the idle timers of its jobs.
+
+        SPEC-SILENT: presence is per channel name, across App IDs. A real RTC channel
+        belongs to one App ID, but the emulator has no RTC to ask and its control API
+        (``/_emulator/channels/X``) names only the channel; jobs of two App IDs in channels
+        of the same name therefore share one host count.
+        """
         if hosts < 0:
             raise ValueError("hosts must be >= 0")
         now = self.advance()
@@ -513,7 +477,7 @@ class World:
         return state.hosts if state else self.config.default_hosts
 
     def _active_in(self, channel: str) -> Iterator[Job]:
-        for agent in self._channel_agents.get(channel, ()):
+        for agent in self._index.in_channel(channel):
             if agent.status in _ACTIVE:
                 yield agent
         yield from list(self._channel_tasks.get(channel, ()))
@@ -533,10 +497,7 @@ class World:
     def counts(self) -> dict[str, object]:
         """Counts of agents and tasks by status, overall and per App ID."""
         self.advance()
-        agents_by_app: dict[str, dict[str, int]] = {}
-        for (app_id, status), index in sorted(self._index.items()):
-            if len(index):
-                agents_by_app.setdefault(app_id, {})[status.value] = len(index)
+        agents_by_app = self._index.counts()
         tasks_by_app: dict[str, dict[str, int]] = {}
         for (app_id, task_status), n in sorted(self._task_counts.items()):
             if n:
@@ -551,7 +512,7 @@ class World:
     def agents(self, limit: int) -> list[Agent]:
         """The first ``limit`` agents in creation order."""
         self.advance()
-        return self._by_seq[:limit]
+        return self._index.by_seq[:limit]
 
     def tasks(self, limit: int) -> list[Task]:
         """The first ``limit`` tasks in start order."""
@@ -563,10 +524,6 @@ class World:
             candidate = make()
             if candidate not in taken:
                 return candidate
-
-
-_CREATE_TS: Final = attrgetter("create_ts")
-_SEQ: Final = attrgetter("seq")
 
 
 def _totals(by_app: dict[str, dict[str, int]]) -> dict[str, object]:

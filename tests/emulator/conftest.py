@@ -1,7 +1,9 @@
 """Fixtures for the emulator's conformance tests: raw httpx against the emulator, never the SDK.
 
 Every v7 response these clients receive is checked against Agora's OpenAPI schema
-(``tests/openapi.py``) by a response hook, so no test can forget to.
+(``tests/openapi.py``), errors also against its strict overlay, by a response hook, so no
+test can forget to. Each validated (operation, status) pair is recorded in ``VALIDATED``
+for the coverage assertion in ``test_openapi_coverage.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ START = 1_750_000_000.0
 
 REQUEST_TIMEOUT_S = 5.0
 
+VALIDATED: set[tuple[str, int]] = set()
+"""Every (v7 operationId, HTTP status) a ConformanceClient validated in this process."""
+
 _V7_OPERATIONS = [
     ("POST", re.compile(r"/api/speech-to-text/v1/projects/[^/]+/join"), "join"),
     ("GET", re.compile(r"/api/speech-to-text/v1/projects/[^/]+/agents"), "list"),
@@ -49,7 +54,11 @@ class ConformanceClient(httpx.AsyncClient):
     """An ``httpx.AsyncClient`` whose every request is bounded by ``anyio.fail_after``
     and whose every v7 response is validated against the OpenAPI schema."""
 
-    validated: int = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.validated = 0
+        self.seen: set[tuple[str, int]] = set()
+        """The (operationId, status) pairs this client validated."""
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         with anyio.fail_after(REQUEST_TIMEOUT_S):
@@ -58,8 +67,10 @@ class ConformanceClient(httpx.AsyncClient):
         operation = v7_operation(request.method, request.url.path)
         if operation is not None:
             body = response.json() if response.content else None
-            validate_response(operation, response.status_code, body)
+            validate_response(operation, response.status_code, body, strict=True)
             self.validated += 1
+            self.seen.add((operation, response.status_code))
+            VALIDATED.add((operation, response.status_code))
         return response
 
 
@@ -97,6 +108,17 @@ def start_body(channel: str = "channel-1", **extra: Any) -> dict[str, Any]:
         "rtcConfig": {"channelName": channel, "subBotUid": "1000", "pubBotUid": "2000"},
         **extra,
     }
+
+
+LAST_TEST = "test_no_conformance_test_saw_an_unlisted_status"
+"""The coverage assertion over ``VALIDATED``: it must see every other test's requests."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the OpenAPI coverage assertion after every other test of the session."""
+    last = [item for item in items if item.name == LAST_TEST]
+    if last:
+        items[:] = [item for item in items if item.name != LAST_TEST] + last
 
 
 @pytest.fixture

@@ -210,7 +210,54 @@ async def test_qps_limit_counts_only_enabled_app_ids(clock: EmulatorClock) -> No
         for i in range(50):
             other = f"/api/speech-to-text/v1/projects/madeup{i:026d}/agents"
             assert (await client.get(other)).status_code == 403
-        assert len(app._accepted) == 0
+        assert len(app.qps.windows) == 0
         statuses = [(await client.get(f"{V7}/agents")).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
-    assert set(app._accepted) == {APP_ID}
+    assert set(app.qps.windows) == {APP_ID}
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "body"),
+    [
+        ('agora token="007valid"', 200, None),
+        ('AGORA token="007valid"', 200, None),
+        ('agora token="007expired"', 401, {"message": "Token is expired"}),
+        ('agora token="007unknown"', 401, {"message": "Invalid token"}),
+        ("agora token=007valid", 401, {"message": "Invalid token"}),
+        ('agora token=""', 401, {"message": "Invalid token"}),
+        ("agora", 401, {"message": "Invalid token"}),
+    ],
+    ids=["valid", "scheme-case", "expired", "unknown", "unquoted", "empty", "bare"],
+)
+async def test_rtc_token_auth(
+    clock: EmulatorClock, header: str, status: int, body: dict[str, str] | None
+) -> None:
+    """With rtc_tokens set, ``Authorization: agora token="…"`` is accepted while the token is
+    unexpired; expired → 401 "Token is expired", malformed or unknown → 401 "Invalid token"
+    (spec §3.2), on both generations; Basic auth still works."""
+    from agora_stt_async.emulator import EmulatorConfig
+
+    tokens = {"007valid": clock.now() + 60, "007expired": clock.now()}
+    app = create_app(EmulatorConfig(rtc_tokens=tokens), clock=clock)
+    async with make_client(app, auth=None, headers={"Authorization": header}) as client:
+        for response in (
+            await client.post(f"{V7}/join", json=join_body()),
+            await client.post(f"{LEGACY}/builderTokens", json={"instanceId": "i"}),
+        ):
+            assert response.status_code == status
+            if body is not None:
+                assert response.json() == body
+    async with make_client(app) as client:
+        assert (await client.get(f"{V7}/agents")).status_code == 200
+
+
+async def test_rtc_token_auth_still_checks_the_app_id(clock: EmulatorClock) -> None:
+    """A valid RTC token for an App ID without STT answers 403 ServiceNotEnabled."""
+    from agora_stt_async.emulator import EmulatorConfig
+
+    app = create_app(EmulatorConfig(rtc_tokens={"t": clock.now() + 60}), clock=clock)
+    other = V7.replace(APP_ID, "disabledapp")
+    async with make_client(app, auth=None, headers={"Authorization": 'agora token="t"'}) as c:
+        response = await c.get(f"{other}/agents")
+    assert response.status_code == 403
+    assert response.json()["reason"] == "ServiceNotEnabled"

@@ -77,19 +77,64 @@ async def test_429_carries_retry_after(client: ConformanceClient) -> None:
     ("kind", "status", "body"),
     [
         ("code20", 504, {"code": 20, "message": "Processing timeout, please retry"}),
-        ("500", 500, {"message": "Internal server error"}),
-        ("503", 503, {"message": "Service unavailable"}),
+        ("500", 500, {"code": 501, "message": "Internal server error"}),
+        ("503", 503, {"code": 501, "message": "Service unavailable"}),
+        ("502", 502, {"message": "An invalid response was received from the upstream server"}),
+        ("504", 504, {"message": "The upstream server is timed out"}),
     ],
 )
 async def test_legacy_faults_use_legacy_bodies(
     client: ConformanceClient, app: EmulatorApp, kind: str, status: int, body: dict[str, Any]
 ) -> None:
-    """On legacy routes a code-20 fault answers {"code": 20, …}; no token is minted."""
+    """On legacy routes a code-20 fault answers {"code": 20, …}, a service-level 5xx carries
+    the documented retryable code 501, the gateway's 502/504 its own body; no token is
+    minted."""
     await set_faults(client, schedule=[{"kind": kind, "route": "acquire"}])
     response = await client.post(f"{LEGACY}/builderTokens", json={"instanceId": "x"})
     assert response.status_code == status
     assert response.json() == body
     assert app.world.counts()["tokens"] == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "message"),
+    [
+        (1, 500, "Internal server error"),
+        (6, 500, "Internal server error"),
+        (23, 500, "Internal server error"),
+        (501, 500, "Internal server error"),
+        (502, 500, "Internal server error"),
+        (504, 504, "Internal server error"),
+        (62, 504, "The task was not started because of a network problem"),
+    ],
+)
+async def test_internal_fault_carries_the_documented_start_code(
+    client: ConformanceClient, app: EmulatorApp, code: int, status: int, message: str
+) -> None:
+    """An ``internal`` fault on start answers {"code": <internal_code>, "message"} (spec §6.1
+    codes 1, 6, 23, 501, 502, 504 and 62); no task is started and the token still works."""
+    token = (await client.post(f"{LEGACY}/builderTokens", json={"instanceId": "x"})).json()[
+        "tokenName"
+    ]
+    await set_faults(client, internal_code=code, schedule=[{"kind": "internal", "route": "start"}])
+    response = await client.post(
+        f"{LEGACY}/tasks", params={"builderToken": token}, json=start_body()
+    )
+    assert response.status_code == status
+    assert response.json() == {"code": code, "message": message}
+    assert app.world.counts()["tasks"] == {"total": 0, "by_status": {}, "by_app": {}}
+    retried = await client.post(
+        f"{LEGACY}/tasks", params={"builderToken": token}, json=start_body()
+    )
+    assert retried.status_code == 200
+
+
+async def test_internal_fault_on_v7_is_the_v7_500(client: ConformanceClient) -> None:
+    """v7 has no codes: an ``internal`` fault there is 500 {detail, reason: InternalError}."""
+    await set_faults(client, internal_code=23, schedule=[{"kind": "internal", "route": "join"}])
+    response = await client.post(f"{V7}/join", json=join_body())
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error", "reason": "InternalError"}
 
 
 async def test_drop_processes_the_request_but_sends_no_response(
@@ -226,6 +271,9 @@ async def test_faults_are_reproducible_from_the_seed(clock: EmulatorClock) -> No
         {"schedule": [{"kind": "503", "colour": "red"}]},
         {"retry_after": -1},
         {"surprise": True},
+        {"internal_code": 500},
+        {"internal_code": "501"},
+        {"internal_code": True},
         [1, 2],
     ],
 )
@@ -263,6 +311,7 @@ def test_fault_config_round_trips_through_json() -> None:
         latency=0.1,
         base_latency=0.01,
         schedule=(ScheduledFault("code20", "start", count=2, skip=1),),
+        internal_code=62,
     )
     assert FaultConfig.from_json(config.to_json()) == config
     assert FaultConfig.from_json({}) == FaultConfig()

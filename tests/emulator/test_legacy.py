@@ -50,24 +50,27 @@ async def test_acquire_answers_token_name_create_ts_instance_id(client: Conforma
 @pytest.mark.parametrize(
     ("body", "why"),
     [
-        ({}, "instanceId: is required"),
-        (None, "body"),
-        ({"instanceId": ""}, "instanceId:"),
-        ({"instanceId": "a" * 65}, "instanceId: must be at most 64 characters"),
-        ({"instanceId": "has space"}, "instanceId: must match"),
-        ({"instanceId": "dot.ted"}, "instanceId: must match"),
-        ({"instanceId": 12}, "instanceId: must be a string"),
+        ({}, "instanceId value! is required"),
+        (None, "request body! the request body is not valid JSON"),
+        ({"instanceId": ""}, "instanceId value!"),
+        ({"instanceId": "a" * 65}, "instanceId value! must be at most 64 characters"),
+        ({"instanceId": "has space"}, "instanceId value! must match"),
+        ({"instanceId": "dot.ted"}, "instanceId value! must match"),
+        ({"instanceId": 12}, "instanceId value! must be a string"),
+        ([], "request body! the request body must be a JSON object"),
     ],
 )
 async def test_acquire_validates_instance_id(
     client: ConformanceClient, body: Any, why: str
 ) -> None:
-    """A bad instanceId answers 400 code 2 "body schema check fail, …" naming the field."""
+    """A bad acquire body answers 400 in the spec §6.1 acquire shape
+    {"code": 2, "reason": "Acquire: invalid <field> value! <why>"}, naming the field."""
     kwargs = {"json": body} if body is not None else {"content": b""}
     response = await client.post(f"{LEGACY}/builderTokens", **kwargs)
     assert response.status_code == 400
+    assert set(response.json()) == {"code", "reason"}
     assert response.json()["code"] == 2
-    assert response.json()["message"].startswith(f"body schema check fail, {why}")
+    assert response.json()["reason"].startswith(f"Acquire: invalid {why}")
 
 
 async def test_start_query_update_stop_happy_path(client: ConformanceClient) -> None:
@@ -94,8 +97,10 @@ async def test_start_query_update_stop_happy_path(client: ConformanceClient) -> 
     assert stop.content == b""
 
 
+@pytest.mark.parametrize("config", [EmulatorConfig(repeat_stop_code=404)])
 async def test_after_stop_query_and_stop_are_not_found(client: ConformanceClient) -> None:
-    """After stop, query, update and stop answer 404 {code 404, "The task is not found"}."""
+    """After stop, query, update and stop answer 404 {code 404, "The task is not found"}
+    (with ``repeat_stop_code=404``; by default a repeated stop is code 49)."""
     token = await acquire(client)
     task = await start(client, token)
     url = f"{LEGACY}/tasks/{task['taskId']}"
@@ -157,7 +162,8 @@ async def test_one_instance_id_many_tokens_one_task(client: ConformanceClient) -
 async def test_after_stop_the_token_cannot_start_but_a_new_one_can(
     client: ConformanceClient,
 ) -> None:
-    """A stopped task's token never starts again; a fresh token of the instanceId does."""
+    """A stopped task's token never starts again (code 49 with the documented literal
+    "current status is STARTED", spec §6.1); a fresh token of the instanceId does."""
     token = await acquire(client, "room")
     task = await start(client, token)
     await client.delete(f"{LEGACY}/tasks/{task['taskId']}", params={"builderToken": token})
@@ -165,11 +171,113 @@ async def test_after_stop_the_token_cannot_start_but_a_new_one_can(
     assert again.status_code == 409
     assert again.json() == {
         "code": 49,
-        "message": "The task has been started, current status is STOPPED, "
+        "message": "The task has been started, current status is STARTED, "
         f"taskId is {task['taskId']}",
     }
     fresh = await start(client, await acquire(client, "room"))
     assert fresh["taskId"] != task["taskId"]
+
+
+async def test_token_minted_before_the_first_task_never_starts_one(
+    client: ConformanceClient,
+) -> None:
+    """Tokens of an instanceId minted before (or while) its task ran cannot start a task
+    after that task stopped: 409 code 49 naming it (spec §5.1, §12.13/14); only a token
+    minted after the stop can."""
+    early = await acquire(client, "room")
+    token = await acquire(client, "room")
+    task = await start(client, token)
+    during = await acquire(client, "room")
+    await client.delete(f"{LEGACY}/tasks/{task['taskId']}", params={"builderToken": token})
+    for stale in (early, during):
+        response = await client.post(
+            f"{LEGACY}/tasks", params={"builderToken": stale}, json=start_body()
+        )
+        assert response.status_code == 409
+        assert response.json() == {
+            "code": 49,
+            "message": "The task has been started, current status is STARTED, "
+            f"taskId is {task['taskId']}",
+        }
+    fresh = await start(client, await acquire(client, "room"))
+    again = await client.post(f"{LEGACY}/tasks", params={"builderToken": early}, json=start_body())
+    assert again.json()["message"].endswith(f"taskId is {fresh['taskId']}")
+
+
+async def test_token_minted_before_an_idle_end_never_starts_one(
+    client: ConformanceClient, clock: EmulatorClock
+) -> None:
+    """The rule holds however the task ended (here the idle timeout), and per instanceId:
+    another instanceId's tokens are not affected."""
+    early, other = await acquire(client, "room"), await acquire(client, "elsewhere")
+    task = await start(client, await acquire(client, "room"), channel="quiet", maxIdleTime=5)
+    await client.post("/_emulator/channels/quiet", json={"hosts": 0})
+    clock.advance(5)
+    response = await client.post(
+        f"{LEGACY}/tasks", params={"builderToken": early}, json=start_body()
+    )
+    assert response.status_code == 409
+    assert response.json()["message"].endswith(f"taskId is {task['taskId']}")
+    await start(client, other, channel="elsewhere")
+
+
+async def test_expired_unused_token_is_expired_before_code_49(
+    client: ConformanceClient, clock: EmulatorClock
+) -> None:
+    """An unused token past the 5-minute window answers "resourceId reaches out …" even if
+    its instanceId already had a task: acquiring again is the advice that works."""
+    token, spare = await acquire(client, "room"), await acquire(client, "room")
+    task = await start(client, token)
+    await client.delete(f"{LEGACY}/tasks/{task['taskId']}", params={"builderToken": token})
+    clock.advance(301)
+    response = await client.post(
+        f"{LEGACY}/tasks", params={"builderToken": spare}, json=start_body()
+    )
+    assert response.status_code == 400
+    assert response.json() == EXPIRED
+
+
+async def test_repeated_stop_is_409_code_49(client: ConformanceClient) -> None:
+    """A second stop with the same token and taskId answers 409 code 49 (spec §5.5, §6.1);
+    its message is not the repeated-start one clients match."""
+    token = await acquire(client)
+    task = await start(client, token)
+    url = f"{LEGACY}/tasks/{task['taskId']}"
+    assert (await client.delete(url, params={"builderToken": token})).status_code == 200
+    again = await client.delete(url, params={"builderToken": token})
+    assert again.status_code == 409
+    assert again.json() == {
+        "code": 49,
+        "message": "The task has been stopped, current status is STOPPED, "
+        f"taskId is {task['taskId']}",
+    }
+    query = await client.get(url, params={"builderToken": token})
+    assert (query.status_code, query.json()) == (404, NOT_FOUND)
+
+
+async def test_stop_of_a_task_that_ended_on_its_own_is_not_found(
+    client: ConformanceClient, clock: EmulatorClock
+) -> None:
+    """A stop of a task that ended without a stop request (the 24 h lifetime) answers
+    404 "The task is not found" (spec §5.5: "stop … of a finished task")."""
+    token = await acquire(client)
+    task = await start(client, token)
+    clock.advance(86_400)
+    response = await client.delete(
+        f"{LEGACY}/tasks/{task['taskId']}", params={"builderToken": token}
+    )
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+async def test_repeated_stop_with_another_token_is_code_53(client: ConformanceClient) -> None:
+    """The token check comes first: a stopped task's stop with another token is code 53."""
+    token, other = await acquire(client, "a"), await acquire(client, "b")
+    task = await start(client, token)
+    url = f"{LEGACY}/tasks/{task['taskId']}"
+    await client.delete(url, params={"builderToken": token})
+    response = await client.delete(url, params={"builderToken": other})
+    assert (response.status_code, response.json()) == (400, MISMATCH)
 
 
 async def test_token_expires_five_minutes_after_acquire(

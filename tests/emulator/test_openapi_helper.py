@@ -86,3 +86,43 @@ def test_leave_has_no_schema_and_unknown_operations_fail() -> None:
         validate_response("teleport", 200, {})
     with pytest.raises(KeyError):
         schema("Nope")
+
+
+@pytest.mark.parametrize(
+    ("operation_id", "status", "body"),
+    [
+        ("query", 404, {"message": "not found"}),
+        ("join", 400, {"detail": "x"}),
+        ("join", 409, {"reason": "TaskConflict"}),
+        ("list", 403, {"detail": "x", "reason": ""}),
+        ("leave", 404, None),
+        ("join", 401, {"detail": "x", "reason": "Unauthorized"}),
+        ("update", 500, {}),
+        ("list", 504, {"error": "x"}),
+    ],
+)
+def test_strict_overlay_refuses_loose_error_bodies(
+    operation_id: str, status: int, body: object
+) -> None:
+    """The file's error schemas require nothing; strict=True requires {detail, reason} on
+    400/403/404/409, {message} on 401, and one of the two on any other error."""
+    validate_response(operation_id, status, body)  # the file alone lets these pass
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response(operation_id, status, body, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("operation_id", "status", "body"),
+    [
+        ("query", 404, {"detail": "agent x not found", "reason": "TaskNotFound"}),
+        ("join", 401, {"message": "Invalid authentication credentials"}),
+        ("list", 429, {"message": "API rate limit exceeded"}),
+        ("update", 504, {"detail": "timed out", "reason": "TaskOperationTimeout"}),
+        ("query", 200, {"message": "ok", "agent_id": "a", "create_ts": 1, "status": "RUNNING"}),
+    ],
+)
+def test_strict_overlay_accepts_the_emulator_shapes(
+    operation_id: str, status: int, body: object
+) -> None:
+    """The shapes the emulator sends pass the overlay; success bodies are not touched."""
+    validate_response(operation_id, status, body, strict=True)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import socket
 from collections.abc import Iterator
 
 import anyio
 import httpx
 import pytest
 
-from agora_stt_async.emulator import EmulatorApp, EmulatorClock, create_app, serve
+from agora_stt_async.emulator import (
+    EmulatorApp,
+    EmulatorClock,
+    FaultConfig,
+    ScheduledFault,
+    create_app,
+    serve,
+)
 from tests.emulator.conftest import LEGACY, START, V7, join_body, make_client, start_body
 
 pytestmark = pytest.mark.anyio
@@ -71,6 +80,24 @@ async def test_drop_closes_the_connection(server: str, app: EmulatorApp) -> None
         state = (await client.get("/_emulator/state")).json()
         assert state["agents"]["total"] == 1
         assert state["faults"]["injected"] == {"join:drop": 1}
+
+
+def test_drop_over_loopback_sends_no_byte(app: EmulatorApp, server: str) -> None:
+    """Served by serve(), a dropped response is a closed connection with not one byte of
+    response (no status line, no headers), yet the request was processed."""
+    app.faults.configure(FaultConfig(schedule=(ScheduledFault("drop", "list"),)))
+    host, port = server.removeprefix("http://").rsplit(":", 1)
+    auth = base64.b64encode(b"emulator:emulator-secret").decode()
+    request = f"GET {V7}/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\r\n"
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request.encode())
+        while chunk := sock.recv(4096):
+            received += chunk
+    assert received == b""
+    assert app.requests["list"] == 1
+    assert app.faults.injected == {"list:drop": 1}
+    assert app.responses[200] == 1  # processed and counted, never sent
 
 
 async def test_request_id_over_loopback(server: str) -> None:
