@@ -57,6 +57,7 @@ class _Entry:
         "pending_update",
         "record",
         "timer",
+        "unfinished",
     )
 
     def __init__(self, record: sm.TaskRecord, config: StartConfig | None) -> None:
@@ -68,6 +69,10 @@ class _Entry:
         self.pending_update: UpdateRequest | None = None
         self.last_update: AgoraSTTError | None = None
         self.timer: anyio.CancelScope | None = None
+        # True while a drive executes actions, and still True after one was cut off
+        # (cancelled or failed) before all its answers were recorded: the next drive
+        # then re-establishes the task with state.Recovered (see Session._drive).
+        self.unfinished = False
 
     def set_record(self, record: sm.TaskRecord) -> None:
         self.record = record
@@ -75,8 +80,7 @@ class _Entry:
         changed.set()
 
 
-def _status_matches(record: sm.TaskRecord, wanted: ServerStatus) -> bool:
-    status = record.server_status
+def _status_matches(status: ServerStatus | None, wanted: ServerStatus) -> bool:
     if status is None:
         return False
     if status == wanted:
@@ -107,8 +111,16 @@ class TaskHandle:
 
     @property
     def status(self) -> ServerStatus | None:
-        """The server status last observed (``AgentStatus`` or ``LegacyTaskStatus``)."""
-        return self._entry.record.server_status
+        """The server status last observed (``AgentStatus`` or ``LegacyTaskStatus``), or
+        ``None`` before the first.
+
+        Once the task has ended, its final status: STOPPED or FAILED (or their legacy
+        twins), also when the server was not asked again after it confirmed the stop
+        (a leave or stop answered 200 ends the task; ``record.server_status`` keeps the
+        last status the server actually reported). The same final status ``watch()``
+        ends with.
+        """
+        return _current_status(self._entry.record)
 
     @property
     def agent_id(self) -> str | None:
@@ -119,18 +131,20 @@ class TaskHandle:
         return self._entry.record.task_id
 
     async def wait_for(self, status: ServerStatus, *, timeout: float | None = None) -> ServerStatus:
-        """Wait until the server reports ``status`` (for a legacy task, ``AgentStatus.RUNNING``
-        means STARTED or IN_PROGRESS).
+        """Wait until the task has ``status``, as the ``status`` property reports it (so a
+        stop the server confirmed reaches STOPPED); for a legacy task,
+        ``AgentStatus.RUNNING`` means STARTED or IN_PROGRESS.
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
-            SessionError: the task ended (or failed to start) before reaching ``status``,
-                or another worker drives it now (a shared store; the lease was lost).
+            SessionError: the task ended (or failed to start) in another status than
+                ``status``, or another worker drives it now (a shared store; the lease
+                was lost).
         """
         with anyio.fail_after(timeout):
             while True:
                 record = self._entry.record
-                if _status_matches(record, status):
+                if _status_matches(_current_status(record), status):
                     return status
                 if record.phase.is_terminal:
                     detail = f": {record.last_error}" if record.last_error else ""
@@ -227,8 +241,7 @@ class _StatusWatcher:
                 # The task is over even if the server's last word was not a final
                 # status (a leave answered 200 ends our part): end with one.
                 self._done = True
-                final = status if status is not None and status.is_terminal else None
-                final = final or _final_status(record)
+                final = _ended_status(record)
                 if final != self._last:
                     return final
                 break
@@ -261,6 +274,19 @@ async def _next_change(entry: _Entry, session: Session, *, waiting: bool = True)
         await changed.wait()
     finally:
         session._waiters -= 1
+
+
+def _current_status(record: sm.TaskRecord) -> ServerStatus | None:
+    """The status a handle reports: the server's last word, or once the task has ended,
+    its final status (see ``TaskHandle.status``)."""
+    return _ended_status(record) if record.phase.is_terminal else record.server_status
+
+
+def _ended_status(record: sm.TaskRecord) -> ServerStatus:
+    """An ended task's final status: the server's, if its last word was final; else the
+    one the phase means (a stop confirmed by a 200 is STOPPED)."""
+    status = record.server_status
+    return status if status is not None and status.is_terminal else _final_status(record)
 
 
 def _final_status(record: sm.TaskRecord) -> ServerStatus:

@@ -16,7 +16,8 @@ in several processes share one set of task records. The rules:
   came too late, e.g. after a long pause) means another session may drive the task now:
   this session drops the task (forgets it, stops its timers, and neither sweeps nor
   stops it) and logs a warning. So does a session that cannot reach the store for a
-  whole ``lease_ttl``: it cannot prove it still holds anything.
+  whole ``lease_ttl``: it cannot prove it still holds anything. A renewal with no answer
+  after a third of ``lease_ttl`` counts as failed, so a store that hangs is noticed too.
 * **Who may stop.** Any session: ``Session.stop(key)`` for a key it does not drive loads
   the record, and if nobody holds the lease (its driver is gone) adopts the task and
   stops it as its own; else sends the stop itself with the stored ids (and legacy
@@ -48,6 +49,7 @@ from agora_stt_async import state as sm
 from agora_stt_async._clock import Clock
 from agora_stt_async._errors import AgoraSTTError, SessionError, UsageError
 from agora_stt_async._handle import _Entry
+from agora_stt_async.hooks import TaskStateChanged
 from agora_stt_async.stores import LeasingStore, StoreConflictError
 
 if TYPE_CHECKING:
@@ -61,6 +63,10 @@ RELEASE_TIMEOUT_S: Final = 5.0
 """How long leaving may spend releasing leases; unreleased ones simply expire."""
 REMOTE_STOP_ATTEMPTS: Final = 5
 """Times a stop from a session that does not drive the task reloads after a conflict."""
+DROPPED: Final = "DROPPED"
+"""The ``new_phase`` of the ``hooks.TaskStateChanged`` a session emits when it drops a
+task whose lease it lost: not a ``state.Phase`` (the task goes on, driven by another
+worker), but the end of this session's part in it."""
 
 
 def check_event_loop(store: object) -> None:
@@ -182,11 +188,16 @@ class LeaseKeeper:
         """Renew every ``ttl / 3`` seconds, and adopt every ``adopt_interval``; runs in the
         session's task group until the session leaves."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._renew_loop)
+            tg.start_soon(self.keep_renewing)
             if self._adopt_interval is not None:
                 tg.start_soon(self._adopt_loop, self._adopt_interval)
 
-    async def _renew_loop(self) -> None:
+    async def keep_renewing(self) -> None:
+        """Renew every ``ttl / 3`` seconds until cancelled or ``release_all()``. Also run
+        by the session's exit while it stops its tasks: if the scope around the session
+        was cancelled, ``run()`` went with the session's task group, and a long exit
+        must not let its leases expire under it (another worker would adopt the tasks
+        it is stopping)."""
         while True:
             await anyio.sleep(self.ttl / 3)
             if not self._renewing:
@@ -230,14 +241,25 @@ class LeaseKeeper:
         if not keys:
             self._confirmed_at = started
             return
-        try:
-            kept = await self.store.renew_leases(keys, self.owner, self.ttl)
-        except AgoraSTTError as error:
+        failure: str | None = None
+        kept: set[str] = set()
+        # Bounded: a store that stops answering without an error (a partition that drops
+        # packets, a stopped server) must count as a failure too, or the "give up after
+        # lease_ttl" promise above would wait on it forever.
+        with anyio.move_on_after(self.ttl / 3) as scope:
+            try:
+                kept = await self.store.renew_leases(keys, self.owner, self.ttl)
+            except AgoraSTTError as error:
+                failure = str(error)
+        if scope.cancelled_caught:
+            failure = f"no answer within {self.ttl / 3:.1f} s"
+        if failure is not None:
             if self._clock.monotonic() - self._confirmed_at < self.ttl:
-                logger.warning("renewing %d task leases failed (will retry): %s", len(keys), error)
+                logger.warning(
+                    "renewing %d task leases failed (will retry): %s", len(keys), failure
+                )
                 return
             logger.error("task leases unconfirmed for %.1f s: giving the tasks up", self.ttl)
-            kept = set()
         else:
             self._confirmed_at = started
         lost = (keys - kept) & self._held
@@ -283,6 +305,25 @@ def drop_entries(session: Session, keys: Iterable[str]) -> None:
         if server_id and session._by_server_id.get(server_id) is entry:
             del session._by_server_id[server_id]
         entry.set_record(entry.record)  # wake waiters: they see the task is gone from here
+        _emit_dropped(session, entry.record)
+
+
+def _emit_dropped(session: Session, record: sm.TaskRecord) -> None:
+    """Tell hook subscribers (the OpenTelemetry gauge of live tasks) the task left."""
+    hooks = session.client.hooks
+    if not hooks.wants(TaskStateChanged):
+        return
+    status = record.server_status
+    hooks.emit(
+        TaskStateChanged(
+            key=record.key,
+            api=record.api.value,
+            old_phase=record.phase.value,
+            new_phase=DROPPED,
+            server_id=record.server_id,
+            server_status=None if status is None else status.name,
+        )
+    )
 
 
 async def reload_after_conflict(session: Session, entry: _Entry) -> bool:

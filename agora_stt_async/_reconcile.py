@@ -110,6 +110,10 @@ async def refresh_v7(session: Session, entries: Sequence[_Entry]) -> list[_Entry
                         await session._observe(
                             entry, sm.StatusObserved(status=agent.status, observed_at=now)
                         )
+                if not remaining:
+                    # Every tracked agent is found: the rest of the App ID's agents (other
+                    # sessions', other systems') are not ours; don't page through them.
+                    break
         except (TransportError, APIError, ResponseError) as error:
             logger.info("list sweep (%s) failed: %s", status, error)
             break

@@ -13,7 +13,11 @@ the request it guards). What it adds is I/O and concurrency:
   instead of querying each one, and querying only what the list cannot answer;
 * leaving ``async with`` stops every task the session owns, shielded from
   cancellation and bounded in time, and raises ``StopIncompleteError`` naming the
-  tasks it could not confirm stopped.
+  tasks it could not confirm stopped (logs it, if the body raised). That holds when
+  the scope around the session is cancelled too (a server shutting down), although the
+  session's task group, with the requests in flight, is cancelled with it: a write
+  that records an answer is shielded, and a task whose request was cut off is
+  re-established (``state.Recovered``: reconcile, stop again) before it is stopped.
 
 Reconciling an ambiguous start and ``recover()`` live in ``_reconcile.py``.
 """
@@ -25,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import Any, Final, final
+from typing import Any, Final, NamedTuple, final
 
 import anyio
 import attrs
@@ -35,7 +39,7 @@ from typing_extensions import assert_never
 from agora_stt_async import _actions as actions
 from agora_stt_async import state as sm
 from agora_stt_async._client import AsyncClient
-from agora_stt_async._clock import Clock, SystemClock
+from agora_stt_async._clock import Clock
 from agora_stt_async._converter import structure_request, unstructure_request
 from agora_stt_async._enums import AgentStatus, ApiGeneration
 from agora_stt_async._errors import (
@@ -147,11 +151,14 @@ class Session:
         stop_timeout: seconds the exit may spend stopping tasks.
         refresh_interval: seconds between background status sweeps when nobody waits.
         list_page_size: the ``limit`` of the list requests sweeps and reconciles send.
-        event_sweep_interval: once webhooks flow (a first 101/102 was ``feed``-ed),
-            seconds between the slow reconciliation sweeps that catch what events
-            missed; waiting callers then no longer trigger sweeps of their own.
+        event_sweep_interval: once webhooks flow (a first 101/102 for one of this
+            session's tasks was ``feed``-ed), seconds between the slow reconciliation
+            sweeps that catch what events missed; waiting callers then no longer
+            trigger sweeps of their own. Not with a store that has leases
+            (``RedisStore``): there an event may reach a worker that does not drive its
+            task, which only records it, so sweeps keep the ``refresh_interval`` pace.
         policy: the state machine's numbers (token window margin, retry interval).
-        clock: time source; defaults to the client's clock semantics (real time).
+        clock: time source; defaults to the client's (``AsyncClient(clock=...)``).
         adopt_interval: with a store that has leases (``RedisStore``), seconds between
             automatic ``adopt_orphans()`` calls; ``None`` (the default) adopts only when
             asked. See ``_leases.py`` for who drives which task.
@@ -182,6 +189,15 @@ class Session:
             store=store,
             policy=policy,
         )
+        store_app_id = getattr(store, "app_id", None)
+        if isinstance(store_app_id, str) and store_app_id != client.app_id:
+            # A store bound to another App ID (RedisStore(app_id=...)) would file this
+            # App ID's tasks among the other's, where its workers would adopt and stop
+            # them with credentials that cannot reach them.
+            raise ConfigurationError(
+                f"the store is bound to App ID {store_app_id!r}, the client to"
+                f" {client.app_id!r}: give both the same App ID"
+            )
         self.client: Final = client
         self._store: TaskStore = store if store is not None else MemoryStore()
         self._limiter = anyio.CapacityLimiter(max_in_flight)
@@ -191,13 +207,14 @@ class Session:
         self._waiters = 0  # callers blocked in wait_for() or stop(wait=True)
         self.list_page_size: Final = list_page_size
         self._policy = policy or sm.DEFAULT_POLICY
-        self._clock = clock or SystemClock()
+        self._clock = clock or client.clock
         self._entries: dict[str, _Entry] = {}
         self._by_server_id: dict[str, _Entry] = {}
         self._channel_locks: dict[str, _ChannelLock] = {}
         self._ended: deque[_Entry] = deque()  # oldest first; see _note_ended()
         self._creating: dict[str, anyio.Event] = {}  # keys whose start() is creating them
         self._tg: TaskGroup | None = None
+        self._exit_tg: TaskGroup | None = None  # while leaving: where timers run
         self._stack: AsyncExitStack | None = None
         self._kick = anyio.Event()
         self._sweeps = 0
@@ -238,6 +255,17 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Stop every owned task (shielded, within ``stop_timeout``), then close.
+
+        An exception of the ``async with`` body (a cancellation included: a server
+        shutting down) comes out as itself, never wrapped in an ``ExceptionGroup``;
+        a ``StopIncompleteError`` is then logged (ERROR, logger
+        ``agora_stt_async.session``) rather than raised in its place.
+
+        Raises:
+            StopIncompleteError: the body ended normally and some task could not be
+                confirmed stopped.
+        """
         if self._stack is None or self._tg is None:
             raise UsageError("the Session was not entered")
         incomplete: StopIncompleteError | None = None
@@ -245,7 +273,8 @@ class Session:
             self._leases.stop_adopting()
         try:
             if self._stop_on_exit:
-                # Shielded: a cancelled caller must not leave paid tasks running.
+                # Shielded: a cancelled caller must not leave paid tasks running. Bounded:
+                # _stop_everything gives up after stop_timeout.
                 with anyio.CancelScope(shield=True):
                     incomplete = await self._stop_everything()
         finally:
@@ -253,19 +282,65 @@ class Session:
                 with anyio.CancelScope(shield=True):
                     await self._leases.release_all()
             self._closing = True
+            if incomplete is not None and exc is not None:
+                # The body's exception goes on (re-raised by the group's exit below), so
+                # the report can only be logged, and before that exit, or it is lost.
+                logger.error("%s", incomplete)
             self._tg.cancel_scope.cancel()
+            try:
+                await self._exit_group(exc_type, exc, tb)
+            except BaseException:
+                if incomplete is not None and exc is None:
+                    logger.error("%s", incomplete)  # a task of the group failed: say both
+                raise
+        if incomplete is not None and exc is None:
+            raise incomplete
+
+    async def _exit_group(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Leave the session's task group. A single exception comes out as itself (house
+        style 4.5, as trio's ``raise_single_exception_from_group``); returning means the
+        body's own exception, if any, goes on unchanged."""
+        assert self._stack is not None
+        try:
             await self._stack.__aexit__(exc_type, exc, tb)
-        if incomplete is not None:
-            if exc is None:
-                raise incomplete
-            logger.error("%s", incomplete)
+        except BaseException as error:
+            single = _only_exception(error)
+            if single is None:
+                raise  # not a group, or several independent failures: as they are
+            if single is exc:
+                return  # the body's exception, with its own traceback
+            context = single.__context__
+            try:
+                raise single  # the group is noise; the exception's own context is kept
+            finally:
+                single.__context__ = context
 
     async def _stop_everything(self) -> StopIncompleteError | None:
         with anyio.move_on_after(self._stop_timeout):
-            async with anyio.create_task_group() as tg:
-                for entry in list(self._entries.values()):
-                    if not entry.record.phase.is_terminal:
-                        tg.start_soon(self._stop_quietly, entry)
+            async with anyio.create_task_group() as timers:
+                # The timers the stops ask for (retries of unclear stops, polls of tasks
+                # the server is stopping) run in this group while leaving: if the scope
+                # around the session was cancelled (a server shutting down), the
+                # session's own group, with its timers and sweeps, is gone.
+                self._exit_tg = timers
+                if self._leases is not None:  # its renewals may be gone with the group
+                    timers.start_soon(self._leases.keep_renewing)
+                try:
+                    async with anyio.create_task_group() as stops:
+                        for entry in list(self._entries.values()):
+                            if entry.record.phase.is_terminal:
+                                continue
+                            if entry.record.wake_at is not None:  # re-armed here
+                                self._schedule_tick(entry, entry.record.wake_at)
+                            stops.start_soon(self._stop_quietly, entry)
+                finally:
+                    self._exit_tg = None
+                timers.cancel_scope.cancel()  # every stop is over: no timer is needed
         left = tuple(
             key for key, entry in self._entries.items() if not entry.record.phase.is_terminal
         )
@@ -313,23 +388,32 @@ class Session:
     ) -> TaskHandle:
         """Start the task ``key`` with ``config``; return its handle.
 
-        ``config`` is a ``JoinRequest`` (v7, the default) or a ``LegacyStartRequest``
-        (``api="legacy"``; the builder token is acquired, and re-acquired when its
-        5-minute window passes, for you). Starting a key that is already live returns
-        its handle. If the caller is cancelled, the start still completes in the
-        background: the task is owned by the session and stopped on exit.
+        ``key`` is a non-empty string naming the task. ``config`` is a ``JoinRequest``
+        (v7, the default) or a ``LegacyStartRequest`` (``api="legacy"``; the builder
+        token is acquired, and re-acquired when its 5-minute window passes, for you).
+        Starting a key that is already live with the same ``config`` returns its handle.
+        If the caller is cancelled, the start still completes in the background: the
+        task is owned by the session and stopped on exit.
 
         Raises:
-            ValidationError: ``config`` does not match ``api``.
+            ValidationError: ``key`` is not a non-empty string, or ``config`` does not
+                match ``api``.
+            UsageError: ``key`` is live with another ``config`` (or API generation):
+                stop it first, or use another key.
             APIError: the server refused the start (nothing is running).
             SessionError: the outcome could not be established (the session keeps
                 trying in the background).
         """
         self._require_open()
+        given: object = key  # typed str, but callers pass anything
+        if not isinstance(given, str) or not given:
+            raise ValidationError("key", "a non-empty string", given)
         generation = _generation(config, api)
+        request = unstructure_request(config)
         while True:
             existing = self._entries.get(key)
             if existing is not None and not existing.record.phase.is_terminal:
+                _check_same_start(existing.record, generation, request)
                 return TaskHandle(self, existing)
             creating = self._creating.get(key)
             if creating is None:
@@ -340,13 +424,13 @@ class Session:
             await creating.wait()
         created = self._creating[key] = anyio.Event()
         try:
-            return await self._create_and_start(key, config, generation)
+            return await self._create_and_start(key, config, generation, request)
         finally:
             del self._creating[key]
             created.set()
 
     async def _create_and_start(
-        self, key: str, config: StartConfig, generation: ApiGeneration
+        self, key: str, config: StartConfig, generation: ApiGeneration, request: dict[str, Any]
     ) -> TaskHandle:
         now = self._clock.now()
         if generation is ApiGeneration.V7:
@@ -356,7 +440,7 @@ class Session:
             )
         else:
             record = sm.new_record(key, generation, channel=config.rtc_config.channel_name, now=now)
-        record = attrs.evolve(record, request=unstructure_request(config))
+        record = attrs.evolve(record, request=request)
         if self._leases is not None:  # the lease first: a live record always has a driver
             await self._leases.acquire_for_start(key)
         try:
@@ -370,10 +454,15 @@ class Session:
                         f"task {key!r} is live in the store but not driven by this session; "
                         "call recover() to adopt it"
                     )
+                if stored is not None:
+                    # Versions keep rising across the key's lifecycles: a write prepared
+                    # against the ended one (a stop from another worker, read before the
+                    # restart) must fail its version check on this one, never pass it
+                    # because the new record counted up to the same number (ABA).
+                    record = attrs.evolve(record, version=stored.version + 1)
                 await self._store.put(
                     record, expected_version=None if stored is None else stored.version
                 )
-                record = attrs.evolve(record, version=0)
         except BaseException:
             if self._leases is not None and key not in self._entries:
                 with anyio.CancelScope(shield=True):
@@ -419,25 +508,29 @@ class Session:
         Events are hints: one is applied only if it moves the task forward from the
         status last observed (STARTING → RUNNING, anything live → STOPPED/FAILED), so an
         out-of-order or duplicate event never moves a task backwards, and the background
-        sweep still catches anything the events missed. From the first 101/102 on,
-        waiting callers no longer trigger sweeps: the session falls back to one
-        reconciliation sweep every ``event_sweep_interval`` seconds.
+        sweep still catches anything the events missed. A 101 (agent joined) only says
+        the agent was RUNNING once: it moves a task that was not yet RUNNING, never one
+        the server reported RECOVERING since. From the first 101/102 that matches a
+        task of this session on, waiting callers no longer trigger sweeps: the session
+        falls back to one reconciliation sweep every ``event_sweep_interval`` seconds
+        (not with a store that has leases: see ``Session``'s ``event_sweep_interval``).
 
         Returns ``True`` if the event matched a task of this session; events for
-        unknown agents are kept (bounded) in ``unmatched_events``.
+        unknown agents are kept (bounded) in ``unmatched_events``, and applied if the
+        agent turns out to be one of this session's (a 101 can overtake the join's
+        answer).
         """
-        observation = _observation(event)
-        if observation is None:
+        hint = _observation(event)
+        if hint is None:
             return False
-        server_id, status = observation
-        if self._events_seen_at is None:
-            self._kick.set()  # the first event: the refresh loop moves to the slow sweep
-        self._events_seen_at = self._clock.monotonic()
-        entry = self._by_server_id.get(server_id)
+        entry = self._by_server_id.get(hint.server_id)
         if entry is None:
+            # Not (yet) ours: with several workers, most likely another worker's task,
+            # which says nothing about whether this session's events arrive.
             self.unmatched_events.append(event)
             return False
-        await self._feed_hint(entry, status)
+        self._note_events_flowing()
+        await self._feed_hint(entry, hint)
         return True
 
     def statistics(self) -> SessionStatistics:
@@ -583,12 +676,25 @@ class Session:
 
     async def _drive(self, entry: _Entry, event: sm.AnyEvent) -> None:
         """Feed ``event`` and execute the actions, feeding their answers back, until the
-        machine asks for nothing more. The caller holds ``entry.lock``."""
+        machine asks for nothing more. The caller holds ``entry.lock``.
+
+        If the task's last drive was cut off mid-way (cancelled with the session's task
+        group when the scope around the session was, or failed), what it had sent may
+        or may not have happened, and its answer is lost (a join's agent id, say): after
+        ``event``, the task is re-established with ``Recovered``, as after a restart
+        (reconcile the start, send the stop again, query)."""
+        cut_off = entry.unfinished
+        await self._run_steps(entry, event)
+        if cut_off and not isinstance(event, sm.Recovered) and not entry.record.phase.is_terminal:
+            await self._run_steps(entry, sm.Recovered())
+
+    async def _run_steps(self, entry: _Entry, event: sm.AnyEvent) -> None:
         pending: list[sm.AnyEvent] = [event]
         conflicts = 0
         while pending:
             current = pending.pop(0)
             result = sm.step(entry.record, current, now=self._clock.now(), policy=self._policy)
+            entry.unfinished = True  # until every answer is in and recorded
             for action in result.actions:
                 try:
                     answer = await self._execute(entry, action)
@@ -605,15 +711,20 @@ class Session:
                     break
                 if answer is not None:
                     pending.append(answer)
+        entry.unfinished = False
 
     async def _execute(self, entry: _Entry, action: sm.AnyAction) -> sm.AnyEvent | None:
         match action:
             case sm.Persist():
-                await self._store.put(action.record, expected_version=action.expected_version)
-                if action.record.server_id:
-                    self._claim(action.record.server_id, entry)
-                previous = entry.record
-                entry.set_record(action.record)
+                # Shielded: a cancellation arriving just after a request was answered
+                # (an agent id in hand) must not lose the answer between the two. The
+                # store's own timeouts bound the write.
+                with anyio.CancelScope(shield=True):
+                    await self._store.put(action.record, expected_version=action.expected_version)
+                    if action.record.server_id:
+                        self._claim(action.record.server_id, entry)
+                    previous = entry.record
+                    entry.set_record(action.record)
                 if action.record.phase.is_terminal and not previous.phase.is_terminal:
                     self._note_ended(entry)
                 self._emit_state_change(previous, action.record)
@@ -672,7 +783,8 @@ class Session:
             entry.timer.cancel()
         scope = anyio.CancelScope()
         entry.timer = scope
-        assert self._tg is not None
+        group = self._exit_tg or self._tg
+        assert group is not None
 
         async def tick() -> None:
             with scope:
@@ -681,16 +793,28 @@ class Session:
                     entry.timer = None
                 await self._drive_quietly(entry, sm.Tick())
 
-        self._tg.start_soon(tick)
+        group.start_soon(tick)
 
     # --- background refresh -------------------------------------------------------------
 
+    def _note_events_flowing(self) -> None:
+        """An event for one of this session's tasks came: webhooks reach it."""
+        if self._events_seen_at is None:
+            self._kick.set()  # the first event: the refresh loop moves to the slow sweep
+        self._events_seen_at = self._clock.monotonic()
+
     def _events_flowing(self) -> bool:
-        # Once a first status event came, webhooks are set up: stay on the slow sweep.
-        # An agent is silent between its 101 and its 102 (hours, often), so a silence
-        # says nothing about lost events; the sweep catches those, at its own pace.
+        # Once a first status event for one of our tasks came, webhooks are set up: stay
+        # on the slow sweep. An agent is silent between its 101 and its 102 (hours,
+        # often), so a silence says nothing about lost events; the sweep catches those,
+        # at its own pace.
         # SPEC-SILENT: how to tell a broken webhook from a quiet one; we don't try.
-        return self._events_seen_at is not None
+        # SPEC-SILENT: with a store that has leases (several workers), a webhook for a
+        # task may reach a worker that does not drive it (behind a load balancer, about
+        # (N-1)/N of them), which only records it (unmatched_events); the driver learns
+        # of the change from its sweeps alone. Those keep the polling pace then, so
+        # webhooks never make a task's status staler than polling would.
+        return self._events_seen_at is not None and self._leases is None
 
     def _kick_refresh(self) -> None:
         if not self._events_flowing():
@@ -811,7 +935,7 @@ class Session:
         if answer is not None:
             await self._observe(entry, answer)
 
-    async def _feed_hint(self, entry: _Entry, status: AgentStatus) -> None:
+    async def _feed_hint(self, entry: _Entry, hint: _Hint) -> None:
         """Apply a webhook's status to a task, waiting for its lock, if it is news.
 
         A webhook carries the time of the event, not of the sending (start_ts is when the
@@ -828,26 +952,31 @@ class Session:
             entry.lock.acquire_nowait()
         except anyio.WouldBlock:
             if self._tg is not None and not self._closing:
-                self._tg.start_soon(self._apply_hint_later, entry, status)
+                self._tg.start_soon(self._apply_hint_later, entry, hint)
                 return
             await entry.lock.acquire()
         try:
-            await self._apply_hint(entry, status)
+            await self._apply_hint(entry, hint)
         finally:
             entry.lock.release()
 
-    async def _apply_hint_later(self, entry: _Entry, status: AgentStatus) -> None:
+    async def _apply_hint_later(self, entry: _Entry, hint: _Hint) -> None:
         try:
             async with entry.lock:
-                await self._apply_hint(entry, status)
+                await self._apply_hint(entry, hint)
         except AgoraSTTError as error:
             logger.warning("task %r: webhook not applied: %s", entry.record.key, error)
 
-    async def _apply_hint(self, entry: _Entry, status: AgentStatus) -> None:
+    async def _apply_hint(self, entry: _Entry, hint: _Hint) -> None:
         """The caller holds ``entry.lock``."""
         record = entry.record
         current = record.server_status
+        status = hint.status
         if record.phase.is_terminal or current == status:
+            return
+        if hint.joined and current not in _JOINED_FROM:
+            # A 101 says "RUNNING for the first time", whenever it arrives: a late one
+            # must not take a task the server reported RECOVERING back to RUNNING.
             return
         if isinstance(current, AgentStatus) and status not in sm.V7_OBSERVABLE[current]:
             return
@@ -885,12 +1014,13 @@ class Session:
         if known or not self.unmatched_events:
             return
         for event in list(self.unmatched_events):
-            observation = _observation(event)
-            if observation is None or observation[0] != server_id:
+            hint = _observation(event)
+            if hint is None or hint.server_id != server_id:
                 continue
             self.unmatched_events.remove(event)
+            self._note_events_flowing()  # it was one of ours after all
             if self._tg is not None and not self._closing:  # after the current step
-                self._tg.start_soon(self._apply_hint_later, entry, observation[1])
+                self._tg.start_soon(self._apply_hint_later, entry, hint)
 
     @asynccontextmanager
     async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
@@ -944,12 +1074,53 @@ def _generation(config: object, api: ApiGeneration | str | None) -> ApiGeneratio
     return inferred
 
 
-def _observation(event: Event) -> tuple[str, AgentStatus] | None:
-    """(agent id, status) for the events that say something about status."""
+def _only_exception(error: BaseException) -> BaseException | None:
+    """The one exception an exception group holds, or ``None`` (not a group, or several).
+
+    Duck-typed: on Python 3.10 anyio raises the ``exceptiongroup`` backport's class, and
+    this module imports neither."""
+    inner = getattr(error, "exceptions", None)
+    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
+        return inner[0]
+    return None
+
+
+def _check_same_start(
+    record: sm.TaskRecord, generation: ApiGeneration, request: Mapping[str, object]
+) -> None:
+    """``UsageError`` unless a start of the live ``record``'s key asks for the same task:
+    returning its handle would silently ignore the new request."""
+    # A record adopted from a store may hold no request (nothing to compare): accepted.
+    if record.api is generation and (record.request is None or record.request == request):
+        return
+    what = "API generation" if record.api is not generation else "start request"
+    raise UsageError(
+        f"task {record.key!r} is live with another {what}; stop it first, or start the"
+        " new one under another key"
+    )
+
+
+class _Hint(NamedTuple):
+    """What a webhook event says about an agent's status."""
+
+    server_id: str
+    status: AgentStatus
+    joined: bool
+    """A 101: the agent was RUNNING once (not: it is RUNNING now)."""
+
+
+_JOINED_FROM: Final[frozenset[AgentStatus | None]] = frozenset(
+    {None, AgentStatus.IDLE, AgentStatus.STARTING}
+)
+"""The statuses a 101 may move a task from: those before the first RUNNING."""
+
+
+def _observation(event: Event) -> _Hint | None:
+    """The hint of the events that say something about status."""
     if isinstance(event, AgentJoined):
-        return event.agent_id, AgentStatus.RUNNING
+        return _Hint(event.agent_id, AgentStatus.RUNNING, joined=True)
     if isinstance(event, AgentLeft):
-        return event.agent_id, event.status
+        return _Hint(event.agent_id, event.status, joined=False)
     return None
 
 

@@ -170,7 +170,9 @@ class CallCompleted(HookEvent):
 class TaskStateChanged(HookEvent):
     """A session task moved from ``old_phase`` to ``new_phase`` (``state.Phase``
     values: ``"PENDING"``, ``"STARTING"``, ``"ACTIVE"``, ``"STOPPED"``...), as stored;
-    ``server_status`` is the last status the server reported (``"RUNNING"``...), if any."""
+    ``server_status`` is the last status the server reported (``"RUNNING"``...), if any.
+    ``new_phase`` is ``"DROPPED"`` when the session stopped driving the task because its
+    lease on a shared store expired (another worker drives it now)."""
 
     key: str
     api: str

@@ -9,7 +9,8 @@
 
 Traces: one ``CLIENT`` span per API call (``agora_stt <operation>``), from its first
 rate-limit wait or attempt to its end, with the attributes ``agora_stt.operation``,
-``http.request.method``, ``server.address`` (the base URL of the last attempt),
+``http.request.method``, ``server.address`` and ``server.port`` (the host name and
+port of the last attempt's base URL),
 ``http.response.status_code``, ``agora_stt.code`` (Agora's failure code),
 ``agora_stt.request_id`` and ``agora_stt.attempts``; a failed call's span has status
 ERROR and ``error.type``. Never a header, a body, a credential or a token.
@@ -25,8 +26,10 @@ Metrics (instrument names):
   ``agora_stt.client.rate_limit.wait_duration`` (histogram, s): waits for a token of the
   client-side rate limiter, by endpoint group.
 - ``agora_stt.client.rate_limit.rate`` (gauge, requests/s): the App ID's current rate.
-- ``agora_stt.session.tasks`` (gauge): the session's live tasks, by phase;
-  ``agora_stt.session.tasks.ended`` (counter): tasks that reached STOPPED or FAILED.
+- ``agora_stt.session.tasks`` (gauge): the session's live tasks, by phase (a task
+  another worker drives now, after this session's lease on it expired, is no longer
+  counted); ``agora_stt.session.tasks.ended`` (counter): tasks that reached STOPPED or
+  FAILED.
 
 This module alone imports ``opentelemetry``; ``import agora_stt_async`` never does.
 """
@@ -36,12 +39,14 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from typing import Final, final
+from urllib.parse import urlsplit
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from agora_stt_async._client import AsyncClient
+from agora_stt_async._leases import DROPPED
 from agora_stt_async._version import __version__
 from agora_stt_async.hooks import (
     CallCompleted,
@@ -62,6 +67,7 @@ MAX_OPEN_SPANS: Final = 10_000
 """Spans of calls still running are kept at most this many; past it the oldest is ended
 (marked ``agora_stt.abandoned``), so a leak of unfinished calls stays bounded."""
 _TERMINAL: Final = frozenset({"STOPPED", "FAILED"})
+_DEFAULT_PORTS: Final = {"https": 443, "http": 80}
 
 
 @final
@@ -117,7 +123,11 @@ class OpenTelemetrySubscriber:
         if isinstance(event, RequestSent):
             span = self._span(event.request_id, event.operation, event.method)
             span.set_attribute("agora_stt.attempts", event.attempt)
-            span.set_attribute("server.address", event.host)
+            address, port = _server(event.host)
+            if address:
+                span.set_attribute("server.address", address)
+            if port is not None:
+                span.set_attribute("server.port", port)
         elif isinstance(event, ResponseReceived):
             attributes: dict[str, str | int] = {"agora_stt.operation": event.operation}
             if event.status_code is not None:
@@ -137,7 +147,9 @@ class OpenTelemetrySubscriber:
         elif isinstance(event, CallCompleted):
             self._complete(event)
         elif isinstance(event, TaskStateChanged):
-            if event.new_phase in _TERMINAL:
+            if event.new_phase == DROPPED:  # driven by another worker now: not ours
+                self._phases.pop(event.key, None)
+            elif event.new_phase in _TERMINAL:
                 self._phases.pop(event.key, None)
                 self._ended.add(1, {"agora_stt.phase": event.new_phase, "agora_stt.api": event.api})
             else:
@@ -195,6 +207,17 @@ class OpenTelemetrySubscriber:
 
     def _observe_rate(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [] if self._rate is None else [Observation(self._rate)]
+
+
+def _server(base_url: str) -> tuple[str | None, int | None]:
+    """OpenTelemetry's ``server.address`` (the host name) and ``server.port`` (explicit,
+    or the scheme's default) of a base URL."""
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+    except ValueError:  # not a URL we can read: say nothing rather than something wrong
+        return None, None
+    return parts.hostname, port if port is not None else _DEFAULT_PORTS.get(parts.scheme)
 
 
 def instrument(

@@ -33,6 +33,8 @@ from agora_stt_async._constants import (
 )
 from agora_stt_async.emulator import EmulatorConfig, create_app
 from agora_stt_async.otel import instrument
+from agora_stt_async.stores import LeasingMemoryStore
+from agora_stt_async.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -115,7 +117,8 @@ async def test_otel_span_per_call_with_attributes(telemetry: Telemetry):
     assert attributes["http.request.method"] == "GET"
     assert attributes["http.response.status_code"] == 200
     assert attributes["agora_stt.attempts"] == 2
-    assert attributes["server.address"] == "https://api.agora.io"
+    assert attributes["server.address"] == "api.agora.io"  # the host name, not a URL
+    assert attributes["server.port"] == 443
     assert attributes["agora_stt.request_id"] == "srv-1"
     assert span.status.status_code is StatusCode.UNSET
     assert SECRET not in repr(attributes)
@@ -220,6 +223,64 @@ async def test_otel_tasks_by_state(telemetry: Telemetry):
         for s in telemetry.spans.get_finished_spans()
     }
     assert {"join", "leave"} <= operations
+
+
+async def test_otel_server_address_and_port_of_a_base_url(telemetry: Telemetry):
+    """``server.address`` is the host of the base URL tried and ``server.port`` its port,
+    explicit or the scheme's default (OpenTelemetry's semantic conventions)."""
+    async with make_client([], base_url="https://stt.example.test:8443/v") as client:
+        instrument(
+            client,
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+        )
+        with anyio.fail_after(5):
+            await client.agents.get("a1")
+    (span,) = telemetry.spans.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["server.address"] == "stt.example.test"
+    assert attributes["server.port"] == 8443
+
+
+async def test_otel_tasks_gauge_forgets_tasks_whose_lease_was_lost(telemetry: Telemetry):
+    """A task this session stops driving (its lease expired; another worker drives it
+    now) leaves the live-tasks gauge, without counting as ended."""
+    app = create_app(EmulatorConfig(start_delay=0.0, stop_delay=0.0))
+    clock = FakeClock()
+    store = LeasingMemoryStore(lease_ttl=30.0, clock=clock)
+    async with AsyncClient(
+        app_id=EMULATOR_APP_ID,
+        customer_id=EMULATOR_CUSTOMER_ID,
+        customer_secret=EMULATOR_CUSTOMER_SECRET,
+        transport=app.transport(),
+        retry=RetryPolicy.testing(),
+    ) as client:
+        instrument(
+            client,
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+        )
+        with anyio.fail_after(20):
+            async with Session(client, store=store, clock=clock) as session:
+                for i in range(2):
+                    await session.start(
+                        f"k{i}",
+                        JoinRequest(
+                            name=f"n{i}",
+                            languages=["en-US"],
+                            rtc_config=RtcConfig(channel_name=f"c{i}", pub_bot_uid="1"),
+                        ),
+                    )
+                live = telemetry.metrics()["agora_stt.session.tasks"]
+                assert {p.attributes["agora_stt.phase"]: p.value for p in live} == {"ACTIVE": 2}
+                clock.advance(31.0)  # both leases expire; another worker takes k0's
+                assert await store.acquire_lease("k0", "another-worker", 30.0)
+                assert session._leases is not None
+                await session._leases.renew()
+                assert session.handles() == []
+                live = telemetry.metrics().get("agora_stt.session.tasks", [])
+                assert {p.attributes["agora_stt.phase"]: p.value for p in live} == {}
+    assert "agora_stt.session.tasks.ended" not in telemetry.metrics()
 
 
 def test_otel_core_import_stays_light():

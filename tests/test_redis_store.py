@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final
 
 import anyio
+import anyio.abc
 import attrs
 import httpx
 import pytest
@@ -407,6 +408,32 @@ def test_redis_store_rejects_bad_arguments() -> None:
         RedisStore("redis://127.0.0.1:1/0", app_id="a", max_connections=0)
     with pytest.raises(ConfigurationError):
         RedisStore(object(), app_id="a")  # type: ignore[arg-type]
+    for bad in (0, -1.0, float("nan"), float("inf"), True):
+        with pytest.raises(ConfigurationError, match="socket_timeout"):
+            RedisStore("redis://127.0.0.1:1/0", app_id="a", socket_timeout=bad)
+
+
+async def test_redis_store_server_that_never_answers_is_a_store_error() -> None:
+    """A server that accepts the connection and never answers (a paused process, a
+    partition that drops packets) fails the call after ``socket_timeout``: no hang."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+        async def mute(stream: anyio.abc.SocketStream) -> None:
+            async with stream:
+                await anyio.sleep_forever()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, mute)
+            async with RedisStore(
+                f"redis://127.0.0.1:{port}/0", app_id="a", socket_timeout=0.2
+            ) as store:
+                with anyio.fail_after(5):
+                    with pytest.raises(StoreError, match="Timeout"):
+                        await store.get("k")
+                    with pytest.raises(StoreError, match="Timeout"):
+                        await store.renew_leases({"k"}, "me", 1.0)
+            tg.cancel_scope.cancel()
 
 
 # --- sessions sharing a store, in one process -------------------------------------------
@@ -650,3 +677,136 @@ async def test_redis_sessions_adopt_interval_needs_leases(app: EmulatorApp) -> N
     async with client_for(app) as client:
         with pytest.raises(ConfigurationError):
             Session(client, adopt_interval=1.0)
+
+
+class GatedGets:
+    """A store whose next ``get`` answers (with what it read) only once ``go`` is set: a
+    reply slow to arrive."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.armed = False
+        self.read = anyio.Event()
+        self.go = anyio.Event()
+
+    @property
+    def lease_ttl(self) -> float:
+        ttl: float = self.inner.lease_ttl
+        return ttl
+
+    async def get(self, key: str) -> sm.TaskRecord | None:
+        found: sm.TaskRecord | None = await self.inner.get(key)
+        if self.armed:
+            self.armed = False
+            self.read.set()
+            await self.go.wait()
+        return found
+
+    async def create(self, record: sm.TaskRecord) -> bool:
+        created: bool = await self.inner.create(record)
+        return created
+
+    async def put(self, record: sm.TaskRecord, *, expected_version: int | None) -> None:
+        await self.inner.put(record, expected_version=expected_version)
+
+    async def delete(self, key: str, *, expected_version: int | None = None) -> None:
+        await self.inner.delete(key, expected_version=expected_version)
+
+    async def all(self) -> list[sm.TaskRecord]:
+        records: list[sm.TaskRecord] = await self.inner.all()
+        return records
+
+    async def aclose(self) -> None:
+        pass  # the inner store is closed by its owner
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        taken: bool = await self.inner.acquire_lease(key, owner, ttl)
+        return taken
+
+    async def renew_leases(self, keys: Any, owner: str, ttl: float) -> set[str]:
+        kept: set[str] = await self.inner.renew_leases(keys, owner, ttl)
+        return kept
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        await self.inner.release_lease(key, owner)
+
+    async def lease_owner(self, key: str) -> str | None:
+        owner: str | None = await self.inner.lease_owner(key)
+        return owner
+
+    async def unleased(self) -> list[sm.TaskRecord]:
+        records: list[sm.TaskRecord] = await self.inner.unleased()
+        return records
+
+
+async def test_redis_sessions_stale_stop_never_passes_on_a_restarted_key(
+    stores: Stores, app: EmulatorApp
+) -> None:
+    """A stop from another worker reads the record, is delayed, and meanwhile the key is
+    stopped and started again: its write must not pass the version check of the new
+    lifecycle (versions keep rising across restarts), so the store never says STOPPED
+    for the new agent while it runs."""
+    reader = GatedGets(stores.new())
+    async with (
+        client_for(app) as client,
+        Session(client, store=stores.new(), stop_on_exit=False) as driver,
+        Session(client, store=reader, stop_on_exit=False) as other,
+    ):
+        with anyio.fail_after(20):
+            first = await driver.start("k", join(1))
+            await first.wait_for(AgentStatus.RUNNING, timeout=10)
+            old = await stores.new().get("k")
+            assert old is not None
+            reader.armed = True
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(other.stop, "k")
+                await reader.read.wait()  # the other worker has read lifecycle 1
+                await driver.stop("k")
+                second = await driver.start("k", join(1))
+                await second.wait_for(AgentStatus.RUNNING, timeout=10)
+                new = await stores.new().get("k")
+                assert new is not None
+                assert new.version > old.version  # no version of the new lifecycle repeats
+                reader.go.set()  # the stale stop goes on
+            stored = await stores.new().get("k")
+            assert stored is not None
+            assert stored.agent_id == new.agent_id  # the old agent's stop wrote nothing
+            running_ids = {a["agent_id"] for a in live(await agents(app))}
+            if stored.phase.is_terminal:  # the stop was re-applied to the new task: it ended
+                assert running_ids == set()
+            else:
+                assert running_ids == {new.agent_id}
+            await driver.stop("k")
+    assert live(await agents(app)) == []
+
+
+class HangingRenewals(GatedGets):
+    """A leasing store whose renewals never answer once ``hang`` is set (a server that
+    stopped answering without closing the connection)."""
+
+    hang = False
+
+    async def renew_leases(self, keys: Any, owner: str, ttl: float) -> set[str]:
+        if self.hang:
+            await anyio.sleep_forever()
+        return await super().renew_leases(keys, owner, ttl)
+
+
+@pytest.mark.parametrize("anyio_backend", [ASYNCIO, TRIO], ids=["asyncio", "trio"])
+async def test_lease_keeper_gives_tasks_up_when_renewals_never_answer(app: EmulatorApp) -> None:
+    """Renewals that hang count as failures (each is bounded by a third of the TTL): after
+    a lease TTL without a confirmed renewal the session gives its tasks up, as promised."""
+    clock = FakeClock()
+    store = HangingRenewals(LeasingMemoryStore(lease_ttl=0.3, clock=clock))
+    async with (
+        client_for(app) as client,
+        Session(client, store=store, clock=clock, stop_on_exit=False) as session,
+    ):
+        with anyio.fail_after(10):
+            handle = await session.start("k", join(1))
+            store.hang = True
+            clock.advance(1.0)  # longer than the TTL since the last confirmed renewal
+            while session.handles():
+                await anyio.sleep(0.02)
+        with pytest.raises(SessionError, match="another worker"):
+            await handle.wait_for(AgentStatus.RUNNING, timeout=1)

@@ -82,6 +82,16 @@ def _may_follow(old: ServerStatus, new: ServerStatus) -> bool:
     return False
 
 
+def _backwards(record: TaskRecord) -> list[ServerStatus]:
+    """The statuses that may not follow the record's server status (empty if none, or if
+    no status or id is known yet)."""
+    current = record.server_status
+    if current is None or record.server_id is None or record.phase.is_terminal:
+        return []
+    choices: list[ServerStatus] = list(type(current))
+    return [status for status in choices if not _may_follow(current, status)]
+
+
 POLICY = MachinePolicy(max_start_attempts=3)
 IDS = st.sampled_from(["id-1", "id-2", "id-3"])
 TOKENS = st.sampled_from(["tok-x", "tok-y"])
@@ -304,6 +314,35 @@ class TaskMachineTest(RuleBasedStateMachine):
             self.now = max(self.now, action.deadline)
             answers = [Tick()]
         self.feed(answers[variant % len(answers)])
+
+    # --- targeted: states that random rules reach too rarely ------------------------------
+    # Random events seldom line up into "an update was allocated, then a new session
+    # recovers the record" or "a status the record has moved past arrives", yet those are
+    # where a sequence id could be reset or a status could move backwards.
+
+    @precondition(lambda self: self.record.phase is Phase.ACTIVE)
+    @rule(answered=st.booleans(), variant=PICK)
+    def update_then_recover(self, answered: bool, variant: int) -> None:
+        """Updates allocate sequence ids; a restart (Recovered) must keep them."""
+        for _ in range(1 + variant % 3):
+            if self.record.phase is not Phase.ACTIVE:
+                break
+            self.feed(UpdateRequested())
+            sent = self.outstanding.pop() if self.outstanding else None
+            if answered and isinstance(sent, SendUpdate):
+                self.feed(UpdateSucceeded(sent.sequence_id, None))
+        self.outstanding.clear()  # the old session's requests die with it
+        self.feed(Recovered())
+
+    @precondition(lambda self: bool(_backwards(self.record)))
+    @rule(pick=PICK, late=st.booleans())
+    def status_goes_backwards(self, pick: int, late: bool) -> None:
+        """A status the record has moved past (newer than the one held, or older) must
+        never be applied."""
+        candidates = _backwards(self.record)
+        status = candidates[pick % len(candidates)]
+        observed_at = self.now if not late else self.now - 1.0
+        self.feed(StatusObserved(status, observed_at))
 
     # --- a hostile server (and a buggy session): anything, any time ----------------------
 

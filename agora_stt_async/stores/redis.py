@@ -66,6 +66,11 @@ DEFAULT_MAX_CONNECTIONS: Final = 32
 """Connections a ``RedisStore`` made from a URL opens at most (its pool's size)."""
 POOL_TIMEOUT_S: Final = 30.0
 """How long a call waits for a free pooled connection before ``StoreError``."""
+DEFAULT_SOCKET_TIMEOUT_S: Final = 10.0
+"""How long a connection waits for the server (to connect, or for a reply) before the call
+fails with ``StoreError``: a server that stops answering without closing the connection
+(a partition, a paused process) must not hang the session's writes, which are shielded
+from cancellation."""
 _BATCH: Final = 500
 """Keys per pipeline or script call in bulk reads and renewals."""
 
@@ -200,6 +205,9 @@ class RedisStore:
         max_connections: with a URL, the size of the store's connection pool. Callers
             beyond it wait for a free connection (a ``BlockingConnectionPool``), so a
             burst of starts queues instead of failing with "Too many connections".
+        socket_timeout: with a URL, seconds a connection waits to connect or for a
+            reply before the call fails with ``StoreError`` (a client passed in keeps
+            its own settings: give it a ``socket_timeout`` too).
 
     Raises:
         ConfigurationError: the ``redis`` package is missing, or an argument is invalid.
@@ -213,6 +221,7 @@ class RedisStore:
         namespace: str = "agora-stt",
         lease_ttl: float = DEFAULT_LEASE_TTL_S,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT_S,
     ) -> None:
         redis_class, self._errors = _import_redis()
         if not app_id:
@@ -222,20 +231,33 @@ class RedisStore:
         self._lease_ttl = check_lease_ttl(lease_ttl)
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
+        timeout: object = socket_timeout  # typed float, but callers pass anything
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < float("inf")  # also refuses NaN
+        ):
+            raise ConfigurationError(
+                f"socket_timeout must be a finite number of seconds > 0, got {socket_timeout!r}"
+            )
         if isinstance(url_or_client, str):
             import redis.asyncio
 
+            timeouts = {
+                "socket_timeout": float(socket_timeout),
+                "socket_connect_timeout": float(socket_timeout),
+            }
             # SPEC-SILENT: a full pool makes callers wait (up to POOL_TIMEOUT_S) rather
             # than fail: a session may start hundreds of tasks at once.
             pool = redis.asyncio.BlockingConnectionPool.from_url(
-                url_or_client, max_connections=max_connections, timeout=POOL_TIMEOUT_S
+                url_or_client, max_connections=max_connections, timeout=POOL_TIMEOUT_S, **timeouts
             )
             self._redis: redis.asyncio.Redis = redis_class.from_pool(pool)
             # Renewals get a connection of their own: a burst of starts filling the
             # pool must not delay them past the lease TTL (the tasks would be lost).
             self._renewals: redis.asyncio.Redis = redis_class.from_pool(
                 redis.asyncio.BlockingConnectionPool.from_url(
-                    url_or_client, max_connections=1, timeout=POOL_TIMEOUT_S
+                    url_or_client, max_connections=1, timeout=POOL_TIMEOUT_S, **timeouts
                 )
             )
             self._owns_client = True
