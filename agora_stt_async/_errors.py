@@ -27,7 +27,8 @@ The tree::
     │   ├── RateLimitError                  429; .retry_after
     │   └── ServerError                     5xx, codes 1, 6, 20, 23, 501, 502, 504; 62 on start
     ├── NotificationError (ValueError)    an NCS callback body that is not a documented event
-    │   └── SignatureError                  its signature headers are missing or do not match
+    │   ├── SignatureError                  its signature headers are missing or do not match
+    │   └── BodyTooLargeError               larger than the receiver's max_body: answer 413
     ├── ResponseError                     a success status with a body the spec does not allow
     │   └── PaginationError                 the server repeated a cursor or a page of items
     └── SessionError                      the session could not keep a promise
@@ -60,6 +61,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLost",
     "NotFoundError",
+    "BodyTooLargeError",
     "NotificationError",
     "PaginationError",
     "PermissionDeniedError",
@@ -335,6 +337,10 @@ class SignatureError(NotificationError):
     """A notification's ``Agora-Signature-V2`` / ``Agora-Signature`` header is missing
     or does not match the raw body; the message names which one, never the secret.
     """
+
+
+class BodyTooLargeError(NotificationError):
+    """A request body is larger than the receiver accepts (``max_body``): answer 413."""
 
 
 class ResponseError(AgoraSTTError):

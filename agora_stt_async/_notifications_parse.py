@@ -1,6 +1,6 @@
 """Reading NCS callbacks: the wire names and types of spec §8, and signature plumbing.
 
-``read_body()`` turns raw bytes into ``(kind, envelope, fields)``: ``kind`` says which
+``read_event()`` turns raw bytes into ``(kind, envelope, fields)``: ``kind`` says which
 event class of ``agora_stt_async.notifications`` to build, ``envelope`` and ``fields``
 are its keyword arguments, already type-checked. The public module owns the types;
 this one owns the wire, so the camelCase and snake_case spellings of the callbacks
@@ -10,7 +10,8 @@ Every failure is a ``NotificationError`` whose message names the dotted field pa
 (``payload.details.fileList[1].mode``) and the JSON type found, never the value itself:
 the body may be hostile and huge. Any other exception escaping from here is a bug.
 
-The header lookup and constant-time digest check behind ``verify()`` live here too.
+The header lookup and constant-time digest check behind ``verify()``, and the
+``Content-Length`` check of the receivers, live here too.
 
 Imports: stdlib and the L0/L1 modules (``_constants``, ``_enums``, ``_errors``,
 ``_secrets``) only.
@@ -40,8 +41,9 @@ MS_THRESHOLD: Final = 10**11
 TS_MAX: Final = 2**63 - 1
 """The largest timestamp accepted: a signed 64-bit integer, as Agora's Java samples use."""
 
-# spec §8.3: the legacy (v5/v6) event types. Their productId is undocumented [SILENT],
-# so they are recognised by eventType alone.
+# spec §8.3: the legacy (v5/v6) event types. Cloud Recording sends the same numbers
+# (4, 30-33) with payloads of its own, so they are read as STT events only when the
+# productId allows it (see read_event).
 LEGACY_PLAYLIST: Final = 4
 LEGACY_UPLOADER_STARTED: Final = 30
 LEGACY_UPLOADED: Final = 31
@@ -332,35 +334,64 @@ def _legacy(event_type: int, payload: Fields) -> tuple[str, dict[str, Any]]:
     return ("uploaded" if event_type == LEGACY_UPLOADED else "backed_up"), fields
 
 
-_LEGACY_TYPES: Final = frozenset(
-    {LEGACY_PLAYLIST, LEGACY_UPLOADER_STARTED, LEGACY_UPLOADED, LEGACY_BACKED_UP, LEGACY_PROGRESS}
+_STT_TYPES: Final = frozenset(
+    {
+        NCS_EVENT_AGENT_JOINED,
+        NCS_EVENT_AGENT_LEFT,
+        LEGACY_PLAYLIST,
+        LEGACY_UPLOADER_STARTED,
+        LEGACY_UPLOADED,
+        LEGACY_BACKED_UP,
+        LEGACY_PROGRESS,
+    }
 )
 
 
-def read_body(raw_body: bytes | str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def _payload_fields(body: Fields, event_type: int, sid: str | None) -> tuple[str, dict[str, Any]]:
+    """``(kind, fields)`` of a documented STT event type, by its payload."""
+    if event_type == NCS_EVENT_AGENT_JOINED:
+        return "joined", _agent_joined(body.obj("payload"), sid)
+    if event_type == NCS_EVENT_AGENT_LEFT:
+        return "left", _agent_left(body.obj("payload"), sid)
+    return _legacy(event_type, body.obj("payload"))
+
+
+def read_event(
+    raw_body: bytes | str, *, strict: bool = False
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``(kind, envelope, fields)`` for a callback body.
 
     ``kind`` is ``"joined"``, ``"left"``, ``"playlist"``, ``"uploader_started"``,
-    ``"uploaded"``, ``"backed_up"``, ``"progress"`` or ``"unknown"`` (then ``fields``
-    holds only ``payload``, whatever it is).
+    ``"uploaded"``, ``"backed_up"``, ``"progress"``, ``"unknown"`` (then ``fields``
+    holds only ``payload``, whatever it is) or ``"unparsed"``: a documented STT event
+    type whose payload does not match (then ``fields`` holds ``payload`` and
+    ``problem``, the message naming the field). With ``strict``, that last case raises
+    ``NotificationError`` instead. A broken envelope (``noticeId``, ``eventType``...)
+    always raises: without it the body is no notification at all.
     """
     data = load_object(raw_body)
     body = Fields(data)
     envelope = _envelope(body)
     envelope["raw"] = data
     event_type: int = envelope["event_type"]
-    product_id: int | None = envelope["product_id"]
     # spec §8.2: 101/102 belong to productId 20; other Agora products (Conversational
     # AI, productId 17) use the same numbers with other payloads.
-    is_v7 = product_id in (None, NCS_PRODUCT_ID_STT)
-    if is_v7 and event_type == NCS_EVENT_AGENT_JOINED:
-        return "joined", envelope, _agent_joined(body.obj("payload"), envelope["sid"])
-    if is_v7 and event_type == NCS_EVENT_AGENT_LEFT:
-        return "left", envelope, _agent_left(body.obj("payload"), envelope["sid"])
-    if event_type in _LEGACY_TYPES:
-        kind, fields = _legacy(event_type, body.obj("payload"))
-        return kind, envelope, fields
-    return "unknown", envelope, {"payload": body.get("payload")}
+    # SPEC-SILENT (§8.3): the legacy events' productId is not documented, and Cloud
+    # Recording sends 4 and 30-33 too. We read them as STT events when productId is
+    # absent or 20, the STT product ID of §8.2; any other product's gives "unknown".
+    is_stt = envelope["product_id"] in (None, NCS_PRODUCT_ID_STT)
+    if not is_stt or event_type not in _STT_TYPES:
+        return "unknown", envelope, {"payload": body.get("payload")}
+    try:
+        kind, fields = _payload_fields(body, event_type, envelope["sid"])
+    except NotificationError as error:
+        # SPEC-SILENT: a documented event whose payload breaks the schema is kept, not
+        # refused: a 400 makes NCS resend the very same body three times and then drop
+        # it, while a receiver can still log it, and a 102 still says the agent left.
+        if strict:
+            raise
+        return "unparsed", envelope, {"payload": body.get("payload"), "problem": str(error)}
+    return kind, envelope, fields
 
 
 # --- signature plumbing (spec §8.1) --------------------------------------------------
@@ -407,6 +438,37 @@ def header_value(headers: HeadersLike, name: str) -> str | None:
     if len(found) > 1:
         raise SignatureError(f"several different {name} headers; refusing to pick one")
     return found.pop() if found else None
+
+
+def check_max_body(value: int) -> int:
+    """``value`` if it is a valid ``max_body``; else ``ConfigurationError``."""
+    size: object = value
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigurationError(f"max_body must be an int >= 1, got {value!r}")
+    return value
+
+
+def content_length_exceeds(headers: HeadersLike, limit: int) -> bool:
+    """``True`` if a ``Content-Length`` header announces more than ``limit`` bytes.
+
+    Checked before reading the body, and bounded before converting: ``int()`` of a
+    value of thousands of digits raises ``ValueError`` (and costs quadratic time).
+    A value that is not a decimal number is ignored: the HTTP server refuses those,
+    and reading stops at ``limit`` anyway.
+    """
+    pairs: Iterable[tuple[object, object]]
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    most = len(str(limit))
+    for key, value in pairs:
+        key_text = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        if key_text.strip().lower() != "content-length":
+            continue
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        digits = text.strip().lstrip("0") or "0"
+        # isascii: str.isdigit() is also true of "²" and other digits int() refuses.
+        if digits.isascii() and digits.isdigit() and (len(digits) > most or int(digits) > limit):
+            return True
+    return False
 
 
 def hex_digest(key: bytes, body: bytes, algorithm: str) -> str:

@@ -9,19 +9,25 @@ A receiver does three things, in this order, for each ``POST`` it gets::
 
 Over HTTP, ``asgi_app(session, secret)`` (an ASGI app) and ``handle_request`` (for
 any framework) do all three, answer with the right status, and hand each new event to
-a ``Session`` (``feed``) or to a callback of yours.
+a ``Session`` (``feed``) or to a callback of yours. ``read_body`` reads a framework's
+body stream without letting an oversized one fill memory first.
 
 ``verify`` works on the raw bytes as received, before any JSON decoding (spec §8.1).
-``parse`` returns one typed event per documented event type and ``UnknownEvent`` for
-any other, so a new event type from Agora never breaks a receiver. Notifications may be
-lost, repeated and out of order (spec §8.1): a ``Deduplicator`` drops repeats, and the
-agent's state should still be confirmed with ``query`` when it matters.
+``parse`` returns one typed event per documented event type, ``UnparsedEvent`` for a
+documented one whose payload does not match, and ``UnknownEvent`` for any other, so a
+new event type from Agora never breaks a receiver. Notifications may be lost, repeated
+and out of order (spec §8.1): a ``Deduplicator`` drops repeats, and the agent's state
+should still be confirmed with ``query`` when it matters.
 
 Timestamps are kept exactly as sent (``start_ts``, ``sendts``...) next to a normalised
 Unix-seconds property (``started_at``, ``sent_at``...): see ``to_unix_seconds`` for the
 seconds-versus-milliseconds rule.
 
-Imports: stdlib, attrs and the SDK's value layers (L0/L1) only; no I/O.
+The event classes live in ``_notifications_events`` and the wire in
+``_notifications_parse``; this module is where users import them from.
+
+Imports: stdlib, attrs, the SDK's value layers (L0/L1) and the two private modules
+named above only; no I/O.
 """
 
 from __future__ import annotations
@@ -29,23 +35,44 @@ from __future__ import annotations
 import importlib
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Final, Protocol, TypeAlias, final
 
 import attrs
 
 from agora_stt_async._clock import Clock
-from agora_stt_async._enums import AgentStatus
-from agora_stt_async._errors import ConfigurationError, NotificationError, SignatureError
+from agora_stt_async._errors import (
+    BodyTooLargeError,
+    ConfigurationError,
+    NotificationError,
+    SignatureError,
+)
+from agora_stt_async._notifications_events import (
+    KINDS,
+    AgentJoined,
+    AgentLeft,
+    Event,
+    LegacyBackedUp,
+    LegacyEvent,
+    LegacyPlaylistReady,
+    LegacyUploaded,
+    LegacyUploaderStarted,
+    LegacyUploadingProgress,
+    UnknownEvent,
+    UnparsedEvent,
+    UploadedFile,
+)
 from agora_stt_async._notifications_parse import (
     MS_THRESHOLD,
     ExitReason,
     HeadersLike,
     body_bytes,
+    check_max_body,
+    content_length_exceeds,
     digest_matches,
     header_value,
     hex_digest,
-    read_body,
+    read_event,
     redundancy_key,
     secret_key,
     to_unix_seconds,
@@ -59,6 +86,7 @@ __all__ = [
     "SIGNATURE_V2_HEADER",
     "AgentJoined",
     "AgentLeft",
+    "BodyTooLargeError",
     "Deduplicator",
     "Event",
     "EventSink",
@@ -74,10 +102,12 @@ __all__ = [
     "NotificationReceiver",
     "SignatureError",
     "UnknownEvent",
+    "UnparsedEvent",
     "UploadedFile",
     "asgi_app",
     "handle_request",
     "parse",
+    "read_body",
     "sign",
     "to_unix_seconds",
     "verify",
@@ -88,244 +118,47 @@ SIGNATURE_HEADER: Final = "Agora-Signature"
 SIGNATURE_V2_HEADER: Final = "Agora-Signature-V2"
 """HMAC-SHA256 of the raw body, lower-case hex (spec §8.1); preferred by ``verify``."""
 
-_PROGRESS_DONE: Final = 10000
+
+# Re-exported names report this module, where users find them (and pickle finds them).
+for _public in (
+    ExitReason,
+    to_unix_seconds,
+    AgentJoined,
+    AgentLeft,
+    Event,
+    LegacyBackedUp,
+    LegacyEvent,
+    LegacyPlaylistReady,
+    LegacyUploaded,
+    LegacyUploaderStarted,
+    LegacyUploadingProgress,
+    UnknownEvent,
+    UnparsedEvent,
+    UploadedFile,
+):
+    _public.__module__ = __name__
+del _public
 
 
-# Re-exported names report this module, where users find them.
-ExitReason.__module__ = to_unix_seconds.__module__ = __name__
-
-
-def _seconds(value: int | float | None) -> float | None:
-    return None if value is None else to_unix_seconds(value)
-
-
-# --- events --------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class Event:
-    """What every notification carries: the NCS envelope (spec §8.2, §8.3).
-
-    Attributes:
-        notice_id: unique per notification; a resend keeps it (dedupe on it).
-        event_type: the numeric event type.
-        product_id: 20 for Real-Time STT v7; ``None`` if absent.
-        notify_ms: when NCS sent this copy, Unix ms; changes on every resend.
-        sid: the agent ID for v7 events; ``None`` if absent.
-        raw: the whole decoded body, extra fields included (not compared, not shown).
-    """
-
-    notice_id: str
-    event_type: int
-    product_id: int | None = None
-    notify_ms: int | float | None = None
-    sid: str | None = None
-    raw: Mapping[str, object] = attrs.field(factory=dict, eq=False, repr=False)
-
-    @property
-    def notified_at(self) -> float | None:
-        """``notify_ms`` in Unix seconds."""
-        return _seconds(self.notify_ms)
-
-
-@final
-@attrs.frozen(kw_only=True)
-class AgentJoined(Event):
-    """eventType 101: the v7 agent joined its channel.
-
-    ``start_ts`` is kept as sent; ``started_at`` is Unix seconds.
-    """
-
-    agent_id: str
-    channel: str | None = None
-    start_ts: int | float | None = None
-
-    @property
-    def started_at(self) -> float | None:
-        """When the agent started, Unix seconds (see ``to_unix_seconds``)."""
-        return _seconds(self.start_ts)
-
-
-@final
-@attrs.frozen(kw_only=True)
-class AgentLeft(Event):
-    """eventType 102: the v7 agent left its channel, for good.
-
-    ``status`` is ``AgentStatus.STOPPED`` (leave, idle timeout) or
-    ``AgentStatus.FAILED``; ``message`` is kept as sent and ``exit_reason`` classifies it.
-    """
-
-    agent_id: str
-    status: AgentStatus
-    channel: str | None = None
-    start_ts: int | float | None = None
-    stop_ts: int | float | None = None
-    message: str | None = None
-
-    @property
-    def exit_reason(self) -> ExitReason:
-        """``message`` as an ``ExitReason``; ``UNKNOWN`` for an undocumented one."""
-        return ExitReason.from_message(self.message)
-
-    @property
-    def started_at(self) -> float | None:
-        """When the agent started, Unix seconds (see ``to_unix_seconds``)."""
-        return _seconds(self.start_ts)
-
-    @property
-    def stopped_at(self) -> float | None:
-        """When the agent stopped, Unix seconds (see ``to_unix_seconds``)."""
-        return _seconds(self.stop_ts)
-
-
-@attrs.frozen(kw_only=True)
-class LegacyEvent(Event):
-    """What every legacy (v5/v6) STT event's ``payload`` carries (spec §8.3).
-
-    Attributes:
-        task_id: the legacy task (required: it is how a receiver routes the event).
-        cname: the channel.
-        sub_bot_uid, pub_bot_uid: the bots' UIDs, as strings.
-        sequence: per-task notification counter from 0, to spot loss and resends.
-        service_type: 0 STT service, 1 STT module, 2 uploader module.
-        service_scene: documented as ``1`` yet shown as a sentence: either is kept.
-        sendts: when the event happened, as sent; ``sent_at`` is Unix seconds.
-        msg_name: ``details.msgName``.
-    """
-
-    task_id: str
-    cname: str | None = None
-    sub_bot_uid: str | None = None
-    pub_bot_uid: str | None = None
-    sequence: int | None = None
-    service_type: int | None = None
-    service_scene: int | str | None = None
-    sendts: int | float | None = None
-    msg_name: str | None = None
-
-    @property
-    def sent_at(self) -> float | None:
-        """``sendts`` in Unix seconds (see ``to_unix_seconds``)."""
-        return _seconds(self.sendts)
-
-
-@final
-@attrs.frozen(kw_only=True)
-class LegacyPlaylistReady(LegacyEvent):
-    """eventType 4: the ``.vtt`` M3U8 playlist was uploaded for the first time.
-
-    ``file_list`` is the playlist's file name (a string for this event).
-    """
-
-    file_list: str
-
-
-@final
-@attrs.frozen(kw_only=True)
-class LegacyUploaderStarted(LegacyEvent):
-    """eventType 30: the uploader started; ``status`` 0 means normal."""
-
-    status: int | None = None
-
-
-@final
-@attrs.frozen(kw_only=True)
-class UploadedFile:
-    """One entry of ``fileList`` in events 31 and 32.
-
-    ``track_type`` is ``"audio"``, ``"video"`` or ``"text"``; ``mode`` 1 is per channel,
-    2 per UID; ``slice_start_time`` is kept as sent (documented as Unix ms).
-    """
-
-    file_name: str
-    track_type: str | None = None
-    mode: int | None = None
-    slice_start_time: int | float | None = None
-
-    @property
-    def slice_started_at(self) -> float | None:
-        """``slice_start_time`` in Unix seconds (see ``to_unix_seconds``)."""
-        return _seconds(self.slice_start_time)
-
-
-def _files(items: Iterable[UploadedFile | Mapping[str, Any]]) -> tuple[UploadedFile, ...]:
-    # parse() hands over keyword dicts; code building events hands over UploadedFile.
-    return tuple(i if isinstance(i, UploadedFile) else UploadedFile(**i) for i in items)
-
-
-@final
-@attrs.frozen(kw_only=True)
-class LegacyUploaded(LegacyEvent):
-    """eventType 31: every ``.vtt`` file is in your storage."""
-
-    file_list: tuple[UploadedFile, ...] = attrs.field(converter=_files)
-    status: int | None = None
-
-
-@final
-@attrs.frozen(kw_only=True)
-class LegacyBackedUp(LegacyEvent):
-    """eventType 32: every file is uploaded, at least one through Agora Cloud Backup,
-    which moves it on to your storage later.
-    """
-
-    file_list: tuple[UploadedFile, ...] = attrs.field(converter=_files)
-    status: int | None = None
-
-
-@final
-@attrs.frozen(kw_only=True)
-class LegacyUploadingProgress(LegacyEvent):
-    """eventType 33, once a minute: ``progress`` is uploaded/recorded x 10000."""
-
-    progress: int
-
-    @property
-    def fraction(self) -> float:
-        """``progress`` as 0.0 .. 1.0 (clamped)."""
-        return min(self.progress, _PROGRESS_DONE) / _PROGRESS_DONE
-
-    @property
-    def is_done(self) -> bool:
-        """``True`` at 10000: after the task exits, that means every file is uploaded."""
-        return self.progress >= _PROGRESS_DONE
-
-
-@final
-@attrs.frozen(kw_only=True)
-class UnknownEvent(Event):
-    """Any other eventType (or 101/102 of another product): ``payload`` as decoded."""
-
-    payload: object = attrs.field(default=None, eq=False)
-
-
-_KINDS: Final[Mapping[str, type[Event]]] = {
-    "joined": AgentJoined,
-    "left": AgentLeft,
-    "playlist": LegacyPlaylistReady,
-    "uploader_started": LegacyUploaderStarted,
-    "uploaded": LegacyUploaded,
-    "backed_up": LegacyBackedUp,
-    "progress": LegacyUploadingProgress,
-    "unknown": UnknownEvent,
-}
-
-
-def parse(raw_body: bytes | str) -> Event:
+def parse(raw_body: bytes | str, *, strict: bool = False) -> Event:
     """The typed event of a notification body (UTF-8 JSON).
 
-    Extra fields are ignored (they stay in ``raw``); an unknown ``eventType`` gives an
-    ``UnknownEvent``. Fields an event cannot do without (``noticeId``, ``eventType``,
-    ``payload``, the agent or task ID, 102's ``status``...) are required; other
-    documented fields are ``None`` when absent. Call ``verify`` first.
+    Extra fields are ignored (they stay in ``raw``). An unknown ``eventType``, or a
+    documented one sent by another product (``productId`` neither absent nor 20),
+    gives an ``UnknownEvent``. A documented STT event whose payload lacks a field it
+    cannot do without (the agent or task ID, 102's ``status``...) or has a documented
+    field of the wrong type gives an ``UnparsedEvent`` naming the field, or, with
+    ``strict``, raises. Other documented fields are ``None`` when absent. Call
+    ``verify`` first.
 
     Raises:
-        NotificationError: not UTF-8, not JSON, not an object, a required field
-            missing, or a documented field of the wrong type (the message names it).
-            Any other exception is a bug.
+        NotificationError: not UTF-8, not JSON, not an object, or an envelope field
+            (``noticeId``, ``eventType``, ``productId``, ``notifyMs``, ``sid``) missing
+            or of the wrong type; with ``strict``, also a payload that does not match.
+            The message names the field, never its value. Any other exception is a bug.
     """
-    kind, envelope, fields = read_body(raw_body)
-    return _KINDS[kind](**envelope, **fields)
+    kind, envelope, fields = read_event(raw_body, strict=strict)
+    return KINDS[kind](**envelope, **fields)
 
 
 # --- signatures ----------------------------------------------------------------------
@@ -494,7 +327,54 @@ class Deduplicator:
 # --- receiving over HTTP -------------------------------------------------------------
 
 MAX_BODY: Final = 1 << 20
-"""The largest callback body ``asgi_app`` reads (1 MiB); NCS bodies are a few hundred bytes."""
+"""The largest callback body the receivers read (1 MiB); NCS bodies are a few hundred bytes."""
+
+
+async def read_body(
+    chunks: AsyncIterable[bytes | bytearray | memoryview],
+    headers: HeadersLike = (),
+    *,
+    max_body: int = MAX_BODY,
+) -> bytes:
+    """The whole request body from a stream of chunks, refusing more than ``max_body``.
+
+    For frameworks that hand over the body as a stream (Starlette and FastAPI
+    ``request.stream()``, aiohttp ``request.content.iter_chunked(65536)``...). Reading
+    the body whole first (``await request.body()``) lets anyone, signed or not, fill
+    memory with one large request, since the signature can only be checked once the
+    body is in. Here a ``Content-Length`` over the limit is refused before anything is
+    read, and reading stops at the first chunk that goes past it (the stream is then
+    closed, if it has ``aclose()``). ``NotificationReceiver.handle_stream`` does this
+    and answers 413 for you.
+
+    Args:
+        chunks: the body, as an async iterable of bytes.
+        headers: the request's headers, for ``Content-Length`` (optional).
+        max_body: the most bytes accepted.
+
+    Raises:
+        BodyTooLargeError: more than ``max_body`` bytes announced or sent; answer 413.
+        ConfigurationError: ``max_body`` is not an int >= 1.
+    """
+    limit = check_max_body(max_body)
+    too_large = BodyTooLargeError(f"the request body is larger than {limit} bytes")
+    if content_length_exceeds(headers, limit):
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in chunks:
+            part = bytes(chunk)  # len() of a memoryview counts items, not bytes
+            size += len(part)
+            if size > limit:
+                raise too_large
+            parts.append(part)
+    except BodyTooLargeError:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()  # stop the producer now, not when it is garbage-collected
+        raise
+    return b"".join(parts)
 
 
 class EventSink(Protocol):
@@ -510,12 +390,22 @@ EventTarget: TypeAlias = "EventSink | Callable[[Event], Awaitable[object]]"
 
 
 class NotificationReceiver(Protocol):
-    """What ``asgi_app`` returns: an ASGI app, and its ``handle`` for other frameworks."""
+    """What ``asgi_app`` returns: an ASGI app, and ``handle_stream`` and ``handle`` for
+    other frameworks."""
 
     dedupe: Deduplicator
 
-    async def handle(self, raw_body: bytes, headers: HeadersLike) -> tuple[int, bytes]:
-        """``handle_request`` with the app's target, secret, deduplicator and clock."""
+    async def handle_stream(
+        self, chunks: AsyncIterable[bytes | bytearray | memoryview], headers: HeadersLike
+    ) -> tuple[int, bytes]:
+        """Read the body with ``read_body`` (413 past ``max_body``), then ``handle`` it."""
+        ...
+
+    async def handle(
+        self, raw_body: bytes | bytearray | memoryview, headers: HeadersLike
+    ) -> tuple[int, bytes]:
+        """``handle_request`` with the app's target, secret, ``max_body`` (413 past it),
+        deduplicator and clock."""
         ...
 
     async def __call__(
@@ -544,12 +434,19 @@ def asgi_app(
 ) -> NotificationReceiver:
     """An ASGI app that receives Agora's callbacks and hands each event to ``target``.
 
-    For each ``POST`` (any path: mount it where you told Agora to call): verify the
-    signature over the raw body (401 if wrong), parse it (400), drop a notice already
-    handled (200 at once), then ``await target.feed(event)`` (or ``await target(event)``)
-    and answer 200 ``{}``. If that raises, the notice is forgotten and the answer is 500,
-    so NCS's resend is handled (spec §8.1). Other methods get 405, bodies larger than
-    ``max_body`` 413. No web framework is needed; the app also answers ``lifespan``.
+    For each ``POST`` (any path: mount it where you told Agora to call): refuse a body
+    larger than ``max_body`` (413, before reading it all), verify the signature over
+    the raw body (401 if wrong), parse it (400 if it is no notification; a documented
+    event with an unexpected payload is an ``UnparsedEvent``, answered 200 and logged
+    at INFO), drop a notice already handled (200 at once), then
+    ``await target.feed(event)`` (or ``await target(event)``) and answer 200 ``{}``.
+    If that raises, the notice is forgotten and the answer is 500, so NCS's resend is
+    handled (spec §8.1). Other methods get 405. No web framework is needed; the app
+    also answers ``lifespan``.
+
+    Refused requests (401, 400, 413) are logged at DEBUG, and at WARNING at most once a
+    minute with the number refused since: unauthenticated clients cannot flood the log,
+    and a wrong secret still shows.
 
     Events are hints: a ``Session`` never moves a task backwards on a late or repeated
     event, and its reconciliation sweep still catches events that never came.
@@ -558,13 +455,15 @@ def asgi_app(
         target: a ``Session`` (or anything with ``async feed(event)``), or an async
             callable taking the event.
         secret: the NCS secret Agora generated.
-        max_body: the largest body read, in bytes.
+        max_body: the largest body accepted, in bytes.
         dedupe: remembers handled notices; default ``Deduplicator()`` (pass one with
             ``redundant=True`` if "redundant notifications" are on).
-        clock: the deduplicator's time source (default: the real clock).
+        clock: the deduplicator's and the log throttle's time source (default: the
+            real clock).
 
     Returns:
-        The app; its ``handle(raw_body, headers)`` serves frameworks that are not ASGI.
+        The app; its ``handle_stream(chunks, headers)`` and ``handle(raw_body,
+        headers)`` serve frameworks that are not ASGI.
 
     Raises:
         ConfigurationError: empty ``secret``, ``max_body`` < 1, or a ``target`` that is
@@ -582,19 +481,22 @@ async def handle_request(
     raw_body: bytes | bytearray | memoryview,
     headers: HeadersLike,
     *,
+    max_body: int = MAX_BODY,
     dedupe: Deduplicator | None = None,
     clock: Clock | None = None,
 ) -> tuple[int, bytes]:
     """Handle one callback request in any framework: ``(status, JSON body)`` to answer.
 
-    The steps and answers of ``asgi_app`` (401, 400, 200, 500), for a handler that has
-    the raw body and the headers. Pass one long-lived ``dedupe`` to drop NCS resends;
-    without it every copy is fed (harmless for a ``Session``, which ignores repeats).
+    The steps and answers of ``asgi_app`` (413, 401, 400, 200, 500), for a handler that
+    has the raw body and the headers; read the body with ``read_body`` so that a large
+    one is refused before it is all in memory. Pass one long-lived ``dedupe`` to drop
+    NCS resends; without it every copy is fed (harmless for a ``Session``, which
+    ignores repeats). Refusals share one log throttle per process.
 
     Raises:
-        ConfigurationError: ``secret`` is empty.
+        ConfigurationError: ``secret`` is empty, or ``max_body`` is not an int >= 1.
     """
     result: tuple[int, bytes] = await _glue().handle_request(
-        target, secret, raw_body, headers, dedupe=dedupe, clock=clock
+        target, secret, raw_body, headers, max_body=max_body, dedupe=dedupe, clock=clock
     )
     return result

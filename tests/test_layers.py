@@ -66,6 +66,7 @@ LAYERS: list[tuple[str, int]] = [
     # only the ASGI glue, which drives a session, sits above it.
     ("agora_stt_async.notifications", 5),
     ("agora_stt_async._notifications_parse", 5),
+    ("agora_stt_async._notifications_events", 5),
     ("agora_stt_async._notifications*", 6),
     ("agora_stt_async.testing", 6),
     ("agora_stt_async.otel", 6),  # the otel extra: a hooks subscriber

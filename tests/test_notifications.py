@@ -30,6 +30,7 @@ from agora_stt_async.notifications import (
     NotificationError,
     SignatureError,
     UnknownEvent,
+    UnparsedEvent,
     UploadedFile,
     parse,
     sign,
@@ -444,6 +445,76 @@ def test_legacy_uploaded_accepts_uploaded_file_objects() -> None:
 # --- parse: tolerance -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("product_id", [3, 17, 1])
+def test_parse_legacy_numbers_of_other_products_are_unknown(product_id: int) -> None:
+    """Cloud Recording reuses 4 and 30-33: another product's gives UnknownEvent, even
+    with a payload that would not pass as STT's (no taskId)."""
+    raw = json.loads(_legacy(31, {"status": 0, "fileList": FILES}))
+    raw["productId"] = product_id
+    del raw["payload"]["taskId"]
+    event = parse(json.dumps(raw), strict=True)
+    assert isinstance(event, UnknownEvent)
+    assert event.payload == raw["payload"]
+
+
+def test_parse_legacy_numbers_without_product_id_are_stt() -> None:
+    """Without productId (or with 20), a legacy number is read as an STT event."""
+    raw = json.loads(_legacy(31, {"status": 0, "fileList": FILES}))
+    assert isinstance(parse(json.dumps(raw)), LegacyUploaded)
+    del raw["productId"]
+    assert isinstance(parse(json.dumps(raw)), LegacyUploaded)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (_body(102, {"agent_id": "a", "status": "STOPPING"}), "payload.status"),
+        (_body(102, {"agent_id": "a"}), "payload.status: expected a string, missing"),
+        (_body(101, {"agent_id": "a", "start_ts": "1750235971"}), "payload.start_ts"),
+        (_body(101, None), "payload: expected an object, missing"),
+        (_body(101, [1]), "payload: expected an object, got an array"),
+        (_legacy(30, {}, taskId=None), "payload.taskId"),
+        (_legacy(31, {"fileList": "a"}), "payload.details.fileList: expected an array"),
+        (_legacy(33, {}), "payload.details.progress: expected an integer, missing"),
+    ],
+    ids=["102-status", "102-no-status", "101-ts-string", "101-null", "101-array", "30-no-task",
+         "31-files", "33-no-progress"],
+)  # fmt: skip
+def test_parse_documented_event_with_odd_payload_is_unparsed(body: bytes, needle: str) -> None:
+    """A documented STT event whose payload breaks the schema gives UnparsedEvent, with
+    the envelope, the payload as decoded and the problem naming the field; strict
+    parsing raises that problem instead."""
+    event = parse(body)
+    assert isinstance(event, UnparsedEvent)
+    raw = json.loads(body)
+    assert (event.notice_id, event.event_type, event.sid) == (
+        raw["noticeId"],
+        raw["eventType"],
+        raw.get("sid"),
+    )
+    assert event.payload == raw["payload"]
+    assert needle in event.problem
+    with pytest.raises(NotificationError) as info:
+        parse(body, strict=True)
+    assert str(info.value) == event.problem
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"eventType": 102, "payload": {}}',
+        b'{"noticeId": "n", "eventType": "102", "payload": {}}',
+        b'{"noticeId": "n", "eventType": 102, "sid": 5, "payload": {}}',
+        b"[]",
+    ],
+    ids=["no-notice-id", "event-type-string", "sid-number", "array"],
+)
+def test_parse_broken_envelope_raises_even_when_lenient(body: bytes) -> None:
+    """Without a readable envelope the body is no notification: NotificationError."""
+    with pytest.raises(NotificationError):
+        parse(body)
+
+
 def test_parse_unknown_event_type_keeps_the_payload() -> None:
     """An undocumented eventType gives UnknownEvent with the payload as decoded."""
     event = parse(_body(999, [1, {"x": None}], extra="yes"))
@@ -529,9 +600,9 @@ HUGE_INT = "9" * 5000
     ],
 )
 def test_parse_rejects_malformed_bodies(body: bytes, needle: str) -> None:
-    """Every malformed body raises NotificationError naming what is wrong."""
+    """Every malformed body raises NotificationError naming what is wrong (strict)."""
     with pytest.raises(NotificationError) as info:
-        parse(body)
+        parse(body, strict=True)
     assert needle in str(info.value)
     assert type(info.value) is NotificationError
 
@@ -555,11 +626,11 @@ def test_parse_rejects_malformed_bodies(body: bytes, needle: str) -> None:
 def test_parse_rejects_wrong_v7_payload_fields(
     event_type: int, payload: dict[str, object], needle: str
 ) -> None:
-    """A documented v7 field of the wrong type or value is named in the error."""
+    """A documented v7 field of the wrong type or value is named in the error (strict)."""
     raw = json.loads(_body(event_type, payload))
     del raw["sid"]
     with pytest.raises(NotificationError, match="notification field") as info:
-        parse(json.dumps(raw))
+        parse(json.dumps(raw), strict=True)
     assert needle in str(info.value)
 
 
@@ -589,18 +660,18 @@ def test_parse_rejects_wrong_v7_payload_fields(
 def test_parse_rejects_wrong_legacy_fields(
     event_type: int, payload: dict[str, object], details: dict[str, object], needle: str
 ) -> None:
-    """A documented legacy field of the wrong type is named by its dotted path."""
+    """A documented legacy field of the wrong type is named by its dotted path (strict)."""
     with pytest.raises(NotificationError) as info:
-        parse(_legacy(event_type, details, **payload))
+        parse(_legacy(event_type, details, **payload), strict=True)
     assert needle in str(info.value)
 
 
 def test_parse_rejects_legacy_without_details() -> None:
-    """A legacy event without its details object is refused."""
+    """A legacy event without its details object is refused (strict)."""
     raw = json.loads(_legacy(30, {}))
     del raw["payload"]["details"]
     with pytest.raises(NotificationError, match=r"payload\.details: expected an object"):
-        parse(json.dumps(raw))
+        parse(json.dumps(raw), strict=True)
 
 
 def test_parse_refuses_non_text_arguments() -> None:
@@ -612,8 +683,12 @@ def test_parse_refuses_non_text_arguments() -> None:
 def test_parse_error_messages_do_not_echo_values() -> None:
     """Errors name the field and JSON type, never a (possibly huge) value."""
     with pytest.raises(NotificationError) as info:
-        parse(_body(101, {"agent_id": ["x" * 10_000]}))
+        parse(_body(101, {"agent_id": ["x" * 10_000]}), strict=True)
     assert len(str(info.value)) < 200
+    unparsed = parse(_body(101, {"agent_id": ["x" * 10_000]}))
+    assert isinstance(unparsed, UnparsedEvent)
+    assert len(unparsed.problem) < 200
+    assert "xxx" not in repr(unparsed)
 
 
 JSON_SCALARS = (
@@ -851,7 +926,12 @@ def test_deduplicator_repr_shows_settings() -> None:
 
 
 def test_public_names_report_the_public_module() -> None:
-    """Names defined in the private helper module point users at notifications."""
+    """Names defined in the private helper modules point users at notifications, and
+    events pickle through it."""
     assert ExitReason.__module__ == "agora_stt_async.notifications"
     assert to_unix_seconds.__module__ == "agora_stt_async.notifications"
     assert pickle.loads(pickle.dumps(ExitReason.IDLE_TIMEOUT)) is ExitReason.IDLE_TIMEOUT
+    for cls in (Event, AgentJoined, AgentLeft, LegacyUploaded, UnknownEvent, UnparsedEvent):
+        assert cls.__module__ == "agora_stt_async.notifications", cls
+    for event in (parse(_body(102, _left("OK", "STOPPED"))), parse(_body(102, {"x": 1}))):
+        assert pickle.loads(pickle.dumps(event)) == event

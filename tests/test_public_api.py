@@ -25,6 +25,7 @@ PUBLIC_NAMES = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "BodyTooLargeError",
     "BuilderToken",
     "BuilderTokenError",
     "BuilderTokenExpiredError",

@@ -17,7 +17,12 @@ and sent the way spec §8 describes Agora's:
 Agora does not promise delivery, and neither does the emulator: with seeded
 probabilities a notification is lost (``callback_loss``), sent twice with the same
 ``noticeId`` (``callback_duplicate``) or held back and sent after the next one
-(``callback_reorder``).
+(``callback_reorder``). Two settings of the sender itself go further: with
+``reorder_depth`` above 1 a held-back notification waits for 1 to ``reorder_depth``
+later ones (a seeded draw), and ``redundant`` is the probability that an event is
+also sent as a second notification with a new ``noticeId`` (Agora's "redundant
+notifications", spec §8.1). Their draws come from a random stream of their own, so
+turning them on changes nothing else of a seeded run.
 
 The world has no background tasks, and facts are made when it is touched. The sender
 touches it: ``deliver()`` applies what is due (``world.advance()``), then sends the
@@ -102,13 +107,21 @@ def _probability(name: str, value: float) -> float:
     return float(value)
 
 
+@dataclass
+class _Held:
+    """Copies of one notice held back until ``overtakers`` later notices are queued."""
+
+    copies: list[Notice]
+    overtakers: int
+
+
 class CallbackSender:
     """Turns world events into signed NCS callbacks and sends them.
 
     Attributes:
-        stats: ``generated``, ``lost``, ``duplicated``, ``reordered`` (sent after a later
-            event), ``delivered`` (answered 200), ``resent``, ``failed`` (no 200 after
-            every resend).
+        stats: ``generated``, ``lost``, ``duplicated``, ``redundant`` (a second notice,
+            new ``noticeId``), ``reordered`` (sent after a later event), ``delivered``
+            (answered 200), ``resent``, ``failed`` (no 200 after every resend).
         sent: the most recent notices taken off the queue, in sending order (a
             duplicated one appears twice), each with its ``attempts``.
         transport: the httpx transport of the sending client (``None``: the network);
@@ -135,14 +148,50 @@ class CallbackSender:
         self._advance = advance
         self._lock: anyio.Lock | None = None
         self._wake: anyio.Event | None = None
+        self._reorder_depth = 1
+        self._redundant = 0.0
+        self._sending = 0
         self.reset()
+
+    @property
+    def reorder_depth(self) -> int:
+        """How many later notices a held-back one may wait for, at most (default 1: the
+        next one overtakes it). Above 1, each held-back notice draws 1 to this many.
+
+        Raises:
+            ValueError: set to anything but an int >= 1.
+        """
+        return self._reorder_depth
+
+    @reorder_depth.setter
+    def reorder_depth(self, value: int) -> None:
+        depth: object = value
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"reorder_depth must be an int >= 1, got {value!r}")
+        self._reorder_depth = value
+
+    @property
+    def redundant(self) -> float:
+        """The probability that an event not lost is also sent as a second notice with a
+        new ``noticeId`` and the same payload (default 0; 1 is Agora's "redundant
+        notifications" option, spec §8.1). The second notice follows the first.
+
+        Raises:
+            ValueError: set to anything but a probability in 0..1.
+        """
+        return self._redundant
+
+    @redundant.setter
+    def redundant(self, value: float) -> None:
+        self._redundant = _probability("redundant", value)
 
     def reset(self) -> None:
         """Forget queued and held notices and the counters; re-seed."""
         self._rng = random.Random(f"{self.seed}/callbacks")
+        # The newer settings draw from a stream of their own (see the module docstring).
+        self._extra_rng = random.Random(f"{self.seed}/callbacks/extra")
         self._queue: deque[Notice] = deque()
-        self._held: list[Notice] = []
-        self._held_rounds = 0
+        self._held: list[_Held] = []
         self.stats: Counter[str] = Counter()
         self.sent: deque[Notice] = deque(maxlen=self.config.events_kept)
 
@@ -154,7 +203,13 @@ class CallbackSender:
     @property
     def pending(self) -> int:
         """Notices queued or held back, not sent yet."""
-        return len(self._queue) + len(self._held)
+        return len(self._queue) + sum(len(held.copies) for held in self._held)
+
+    @property
+    def idle(self) -> bool:
+        """``True`` when no notice is queued, held back or being sent (resends included):
+        every notice made so far was answered 200 or given up on."""
+        return self.pending == 0 and self._sending == 0
 
     # -- making notices (synchronous: the world calls it) -------------------------------------
 
@@ -187,21 +242,43 @@ class CallbackSender:
         if twice:
             self.stats["duplicated"] += 1
             copies.append(dataclasses.replace(notice, attempts=[]))
-        if self._held:
-            self._queue.extend(copies)
-            self._queue.extend(self._held)
-            self.stats["reordered"] += 1
-            self._held = []
-        elif hold:
-            self._held = copies
-            self._held_rounds = 0
+        if self._redundant and self._extra_rng.random() < self._redundant:
+            self.stats["redundant"] += 1
+            other_id = str(uuid.UUID(int=self._extra_rng.getrandbits(128), version=4))
+            copies.append(dataclasses.replace(notice, notice_id=other_id, attempts=[]))
+        # With depth 1, one notice is held at a time and the next one overtakes it;
+        # deeper, several may be held, each until its drawn number of later ones passed.
+        if hold and (self._reorder_depth > 1 or not self._held):
+            overtakers = 1
+            if self._reorder_depth > 1:
+                overtakers = self._extra_rng.randint(1, self._reorder_depth)
+            self._held.append(_Held(copies, overtakers))
         else:
             self._queue.extend(copies)
+            self._overtaken()
         if self._wake is not None:
             self._wake.set()
 
+    def _overtaken(self) -> None:
+        """One more notice was queued: release the held ones it was the last to pass.
+
+        Held notices leave in the order they were made (one due takes the earlier ones
+        with it), so a released notice never overtakes another held one, and none is
+        overtaken by more than ``reorder_depth`` later ones.
+        """
+        due = 0
+        for index, held in enumerate(self._held, 1):
+            held.overtakers -= 1
+            if held.overtakers <= 0:
+                due = index
+        for held in self._held[:due]:
+            self._queue.extend(held.copies)
+            self.stats["reordered"] += 1
+        del self._held[:due]
+
     def _release_held(self) -> None:
-        self._queue.extend(self._held)
+        for held in self._held:
+            self._queue.extend(held.copies)
         self._held = []
 
     # -- sending -------------------------------------------------------------------------------
@@ -232,6 +309,13 @@ class CallbackSender:
         return count
 
     async def _send(self, client: httpx.AsyncClient, url: str, notice: Notice) -> None:
+        self._sending += 1
+        try:
+            await self._attempts(client, url, notice)
+        finally:
+            self._sending -= 1
+
+    async def _attempts(self, client: httpx.AsyncClient, url: str, notice: Notice) -> None:
         for attempt in range(1 + self.config.callback_retries):
             if attempt:
                 self.stats["resent"] += 1
@@ -260,19 +344,18 @@ class CallbackSender:
     ) -> None:
         """Send callbacks until cancelled: as soon as one is queued, and every
         ``callback_poll_interval`` seconds apply the world's due changes (so a 101 goes
-        out when the agent starts, not when someone next asks). A held-back notice that
-        nothing overtakes within one interval is sent then."""
+        out when the agent starts, not when someone next asks). Held-back notices are
+        sent once a whole interval passes with no new notice: while notices flow, a
+        held one waits for its overtakers, however long they take."""
         self._wake = anyio.Event()
         task_status.started()
+        quiet = False
         try:
             while True:
-                await self.deliver(flush=False)
-                if self._held:
-                    self._held_rounds += 1
-                    if self._held_rounds > 1:
-                        await self.deliver(flush=True)
-                with anyio.move_on_after(self.config.callback_poll_interval):
+                await self.deliver(flush=quiet)
+                with anyio.move_on_after(self.config.callback_poll_interval) as scope:
                     await self._wake.wait()
+                quiet = scope.cancelled_caught
                 self._wake = anyio.Event()
         finally:
             self._wake = None
@@ -291,6 +374,7 @@ _STAT_KEYS: Final = (
     "generated",
     "lost",
     "duplicated",
+    "redundant",
     "reordered",
     "delivered",
     "resent",
