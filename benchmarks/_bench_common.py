@@ -4,7 +4,9 @@ A section is a function ``(Context) -> Section``. It repeats its own measurement
 ``context.runs`` times (interleaving the SDK and its baseline where it compares them),
 and returns one ``Figure`` per number it measured (every run's value, so the table can
 show min / median / max) plus the JSON it contributes (medians, under the documented
-keys). ``run.py`` keeps the list of sections; a new figure is a new function there.
+keys). A section that cannot run here raises ``SectionSkipped`` with the reason; one
+that runs without part of its comparison says so with ``Context.warn``. ``run.py``
+keeps the list of sections; a new figure is a new function there.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import gc
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Literal
@@ -43,7 +46,7 @@ STOP_DELAY_S: Final = 0.1
 
 @attrs.frozen
 class Sizes:
-    """How much work each section does; ``FULL`` is the issue's, ``QUICK`` fits CI."""
+    """How much work each section does; ``FULL`` is the issue's, ``QUICK`` a quick look."""
 
     request_n: int
     """Requests per run and path in the per-request section."""
@@ -72,6 +75,11 @@ class Sizes:
     """Interleaved rounds (limiter on / off) per run of the limiter's overhead."""
     warm_up: bool = True
     """Run each lifecycle once, untimed, before measuring (off only for the smoke test)."""
+    store_lifecycles: int = 0
+    """Lifecycles per run and store of the store cost section (0: the section is left
+    out; ``benchmarks/store_cost.py``)."""
+    store_concurrency: int = 50
+    """Lifecycles in flight for the store cost section's throughput."""
 
 
 FULL: Final = Sizes(
@@ -85,23 +93,26 @@ FULL: Final = Sizes(
     list_large=100_000,
     tasks=10_000,
     compare_transports=True,
+    store_lifecycles=200,
 )
 QUICK: Final = Sizes(
-    request_n=300,
+    request_n=150,
     request_concurrency=(50,),
-    overhead_rounds=6,
-    overhead_block=100,
-    lifecycle_channels=60,
-    scaling_channels=(20, 60, 180),
+    overhead_rounds=4,
+    overhead_block=80,
+    lifecycle_channels=25,
+    scaling_channels=(10, 30, 90),
     list_small=1000,
-    list_large=4000,
-    tasks=500,
-    limiter_requests=300,
+    list_large=3000,
+    tasks=250,
+    limiter_requests=200,
     limiter_rounds=5,
 )
-"""For CI: every section, the same repetitions, under 60 s on 2 cores. The list memory
-reading at 1k/4k items is noisier than the full run's 10k/100k: URL caches of the
-libraries underneath (yarl, urllib, re) fill during the first few hundred pages."""
+"""For a check by hand: every section but the store cost's, the same repetitions and
+keys, about 30 s on 2 idle cores (raw httpx at C=50, about 8 ms of CPU per request,
+takes the most). The list memory reading at 1k/3k items is noisier than the full run's
+10k/100k: URL caches of the libraries underneath (yarl, urllib, re) fill during the
+first few hundred pages."""
 TOY: Final = Sizes(
     request_n=40,
     request_concurrency=(10,),
@@ -116,6 +127,8 @@ TOY: Final = Sizes(
     limiter_requests=50,
     limiter_rounds=3,
     warm_up=False,
+    store_lifecycles=5,
+    store_concurrency=5,
 )
 """For the smoke test: every code path, a few seconds."""
 
@@ -208,6 +221,10 @@ class Section:
     notes: tuple[str, ...] = ()
 
 
+class SectionSkipped(Exception):
+    """A section cannot run here (its reason is printed and written with the results)."""
+
+
 @attrs.define
 class Context:
     """Everything a section needs: sizes, repetitions, the emulator, a progress line."""
@@ -217,7 +234,15 @@ class Context:
     quick: bool
     log: Callable[[str], None]
     stack: contextlib.ExitStack = attrs.field(factory=contextlib.ExitStack)
+    warnings: list[str] = attrs.field(factory=list)
+    """What the run measured without (a comparison path whose package is missing, ...)."""
     _emulator_url: str | None = None
+
+    def warn(self, message: str) -> None:
+        """Say that part of a comparison is missing: on stderr even with ``--quiet``, and
+        in the results."""
+        self.warnings.append(message)
+        print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
     def emulator(self) -> str:
         """The base URL of the emulator (started on first use, in a child process)."""

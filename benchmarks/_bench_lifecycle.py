@@ -3,9 +3,10 @@
 Each channel is started, waited for until RUNNING, updated once and stopped. The SDK
 does it with ``Session.start`` / ``TaskHandle.wait_for`` / ``update`` / ``stop``; the
 baseline with one shared ``httpx.AsyncClient`` (the same 64 connections as the SDK's
-pool): ``POST /join``, ``GET /agents/{id}`` every ``POLL_INTERVAL_S`` until RUNNING (the
-gap the session keeps between its status sweeps), ``POST .../update`` and
-``POST .../leave``. All channels run at once. The emulator (a child process, reset
+pool), sending the headers the SDK sends (``transport.sdk_headers``): ``POST /join``,
+``GET /agents/{id}`` every ``POLL_INTERVAL_S`` until RUNNING (the gap the session keeps
+between its status sweeps), ``POST .../update`` and ``POST .../leave``. All channels
+run at once. The emulator (a child process, reset
 before every run) counts the requests each side made.
 
 Cost is client-process CPU (``time.process_time``) from the first request to the end of
@@ -22,6 +23,7 @@ from typing import Final, Literal
 import anyio
 import attrs
 import httpx
+import transport
 from _bench_common import (
     AUTHORIZATION,
     V7_PREFIX,
@@ -88,8 +90,6 @@ async def _sdk(base_url: str, channels: int, *, fast: bool | None) -> Cost:
 
 async def _raw(base_url: str, channels: int) -> Cost:
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-    headers = {"Authorization": AUTHORIZATION}
-    json_headers = {**headers, "Content-Type": "application/json"}
     update = json.dumps({"languages": list(UPDATED_LANGUAGES)}).encode()
     # As the SDK does: no more requests in flight than connections, so none queue
     # inside httpx's pool (whose cost grows with the queue).
@@ -103,13 +103,12 @@ async def _raw(base_url: str, channels: int) -> Cost:
             content: bytes | None = None,
             params: dict[str, str] | None = None,
         ) -> dict[str, object]:
+            headers = transport.sdk_headers(AUTHORIZATION)
+            if content is not None:
+                headers["Content-Type"] = "application/json"
             async with limiter:
                 response = await http.request(
-                    method,
-                    path,
-                    content=content,
-                    params=params,
-                    headers=headers if content is None else json_headers,
+                    method, path, content=content, params=params, headers=headers
                 )
             if response.status_code != 200:
                 raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")

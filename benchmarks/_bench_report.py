@@ -25,7 +25,8 @@ def machine() -> dict[str, object]:
     except OSError:
         pass
     versions: dict[str, str | None] = {}
-    for package in ("agora-stt-async", "httpx", "aiohttp", "anyio", "attrs", "cattrs", "uvicorn"):
+    packages = ("agora-stt-async", "httpx", "aiohttp", "httpx-aiohttp", "trio", "anyio", "attrs")
+    for package in (*packages, "cattrs", "uvicorn", "redis"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -126,8 +127,10 @@ def markdown(
     host: dict[str, object],
     command: str,
     findings: str,
+    method: str = "",
 ) -> str:
-    """``benchmarks/RESULTS.md``: the table, how it was measured, what was found."""
+    """``benchmarks/RESULTS.md``: the machine, how it was measured (``method``), the
+    tables, what was found (``findings``)."""
     md: list[str] = [
         "# Benchmark results",
         "",
@@ -135,7 +138,8 @@ def markdown(
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s. "
         f"Every figure was measured {runs} times; the table shows min / median / max and "
         "judges the median. Regenerate with `python benchmarks/run.py` (the whole file is "
-        "rewritten; the findings below live in `benchmarks/run.py`).",
+        "rewritten: the findings of the run from its figures, the past investigations "
+        "from `benchmarks/run.py`).",
         "",
         "## Machine",
         "",
@@ -146,9 +150,10 @@ def markdown(
         "- Packages: "
         + ", ".join(f"{k} {v}" for k, v in dict(host.get("packages") or {}).items() if v),  # type: ignore[call-overload]
         "",
-        "## Figures",
-        "",
     ]
+    if method.strip():
+        md += [method.strip(), ""]
+    md += ["## Figures", ""]
     for section in sections:
         md += [f"### {section.title}", ""]
         md.append("| " + " | ".join(h or "verdict" for h in HEADER) + " |")

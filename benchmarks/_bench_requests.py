@@ -1,9 +1,11 @@
 """Per-request section: client CPU per ``client.agents.get`` against doing it by hand.
 
-The measurements are ``benchmarks/transport.py``'s (its loopback server in a child
-process, uvicorn with one worker, serving the same small agent body the emulator
-answers a query with; its paths; its interleaved runs). This section picks the paths
-the issue compares and turns their runs into the issue's keys:
+Every path GETs one real agent (joined first, RUNNING) of the emulator, which runs on
+loopback in a child process (uvicorn, one worker: ``Context.emulator``), with Basic
+auth; the baselines send the headers the SDK sends (``Authorization``,
+``X-Request-Id``, ``Accept``, ``User-Agent``). The paths and the interleaved runs are
+``benchmarks/transport.py``'s (the order of the paths rotates each repetition). This
+section picks the paths the issue compares and turns their runs into the issue's keys:
 
 - ``sdk_vs_raw_cpu_ratio``: the SDK on its default path (``fast=None``: aiohttp
   directly on asyncio when installed) over raw ``httpx.AsyncClient`` doing the same GETs
@@ -21,7 +23,8 @@ the issue compares and turns their runs into the issue's keys:
   from paired, interleaved blocks against the same request made by hand.
 
 Ratios are taken per repetition (the SDK's run against the baseline's run of the same
-repetition and concurrency, which ran next to it), then summarised.
+repetition and concurrency, which ran next to it), then summarised. A path whose
+package is missing is left out with a warning (``Context.warn``), never silently.
 """
 
 from __future__ import annotations
@@ -29,8 +32,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+import anyio
+import httpx
 import transport
-from _bench_common import Context, Figure, Section, Target, figure
+from _bench_common import (
+    APP_ID,
+    AUTHORIZATION,
+    CUSTOMER_ID,
+    CUSTOMER_SECRET,
+    V7_PREFIX,
+    Context,
+    Figure,
+    Section,
+    Target,
+    figure,
+    join_body,
+)
 
 RAW: Final = "raw_httpx"
 SDK_HTTPX: Final = "sdk_native"
@@ -55,6 +72,31 @@ def sdk_default_path() -> str:
     return "sdk_fast" if transport.available("sdk_fast") else SDK_HTTPX
 
 
+async def running_agent(base_url: str) -> transport.Endpoint:
+    """Join one agent on the emulator, wait until it is RUNNING; the endpoint to GET."""
+    headers = {"Authorization": AUTHORIZATION, "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10.0) as http:
+        response = await http.post(
+            f"{V7_PREFIX}/join", content=join_body("bench-requests", "bench-requests")
+        )
+        response.raise_for_status()
+        agent_id = str(response.json()["agent_id"])
+        with anyio.fail_after(30):
+            while True:
+                got = await http.get(f"{V7_PREFIX}/agents/{agent_id}")
+                got.raise_for_status()
+                if got.json()["status"] == "RUNNING":
+                    break
+                await anyio.sleep(0.05)
+    return transport.Endpoint(
+        base_url,
+        app_id=APP_ID,
+        agent_id=agent_id,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+    )
+
+
 def _by_key(runs: Sequence[transport.Run]) -> dict[tuple[str, int], list[transport.Run]]:
     groups: dict[tuple[str, int], list[transport.Run]] = {}
     for run in runs:
@@ -71,27 +113,46 @@ def _paired(
     ]
 
 
+def choose_paths(ctx: Context, sdk: str) -> list[str]:
+    """The installed paths this run compares; each one missing is said (``ctx.warn``)."""
+    if sdk != "sdk_fast":
+        ctx.warn(
+            "aiohttp is not installed: the SDK's default is measured on httpx's transport "
+            "(sdk_native), not on its asyncio default (sdk_fast)"
+        )
+    wanted = [RAW, sdk, SDK_HTTPX, AIOHTTP]
+    if ctx.sizes.compare_transports:
+        wanted += [THEIRS, OURS, RAW_TRIO, SDK_TRIO]
+    paths: list[str] = []
+    for path in dict.fromkeys(wanted):
+        if transport.available(path):
+            paths.append(path)
+        else:
+            ctx.warn(
+                f"per-request path {path} left out: {transport.NEEDS[path]} is not installed "
+                "(pip install -e '.[dev]'); its comparisons are missing from these results"
+            )
+    return paths
+
+
 def requests_section(ctx: Context) -> Section:
     """Issue 6 figure 1 and issue 8's figures."""
     sizes = ctx.sizes
     sdk = sdk_default_path()
-    paths = [RAW, sdk, SDK_HTTPX, AIOHTTP]
-    if sizes.compare_transports:
-        paths += [THEIRS, OURS, RAW_TRIO, SDK_TRIO]
-    paths = [p for p in dict.fromkeys(paths) if transport.available(p)]
+    paths = choose_paths(ctx, sdk)
     concurrencies = tuple(sorted(sizes.request_concurrency, key=lambda c: c != HEADLINE_C))
-    with transport.loopback_server() as base_url:
-        runs = transport.measure_paths(
-            base_url,
-            paths=paths,
-            concurrencies=concurrencies,
-            n=sizes.request_n,
-            runs=ctx.runs,
-            progress=lambda r: ctx.log(
-                f"requests {r.path:14} C={r.concurrency:<4} {r.cpu_ms_per_request:.3f} ms CPU/req "
-                f"{r.requests_per_s:7.0f} req/s" + (f" {r.failed} FAILED" if r.failed else "")
-            ),
-        )
+    endpoint = anyio.run(running_agent, ctx.emulator())
+    runs = transport.measure_paths(
+        endpoint,
+        paths=paths,
+        concurrencies=concurrencies,
+        n=sizes.request_n,
+        runs=ctx.runs,
+        progress=lambda r: ctx.log(
+            f"requests {r.path:14} C={r.concurrency:<4} {r.cpu_ms_per_request:.3f} ms CPU/req "
+            f"{r.requests_per_s:7.0f} req/s" + (f" {r.failed} FAILED" if r.failed else "")
+        ),
+    )
     failed = sum(r.failed for r in runs)
     if failed:
         raise RuntimeError(f"{failed} requests failed in the per-request section")
@@ -196,8 +257,11 @@ def requests_section(ctx: Context) -> Section:
         "shared `httpx.AsyncClient` with its pool sized to C; `raw_aiohttp` the floor; "
         "`httpx_aiohttp` / `httpx_ours` an `httpx.AsyncClient` over the `httpx-aiohttp` "
         "package's transport / over the SDK's own `AiohttpTransport`; `*_trio` the same "
-        "on trio. Every run: C workers share N GETs of a small JSON body (parsed), after "
-        "a warm-up that fills the pool; client CPU is `time.process_time()`.",
+        "on trio. Every run: C workers share N GETs of one RUNNING agent of the emulator "
+        "(a child process, uvicorn, one worker; Basic auth), the baselines sending the "
+        "SDK's headers and parsing the JSON body, after a warm-up that fills the pool; "
+        "client CPU is `time.process_time()`; the order of the paths rotates each "
+        "repetition.",
     )
     return Section(
         title=f"Per request: client.agents.get vs raw httpx ({sizes.request_n} requests per run)",

@@ -3,7 +3,11 @@
     python benchmarks/transport.py [--quick] [--json out.json] [--runs 3] [-n 2000]
     python benchmarks/transport.py --profile raw_httpx -c 50      # cProfile one path
 
-Paths (the same GET of a small JSON body, parsed with ``json.loads``):
+Standalone, the server is a minimal Starlette app (one route answering the small agent
+body the emulator answers a query with); ``benchmarks/run.py`` points the same paths at
+the emulator instead (an ``Endpoint`` naming a real agent and the emulator's
+credentials). Paths (the same GET, with the headers the SDK sends: ``Authorization``,
+``X-Request-Id``, ``Accept``, ``User-Agent``; the JSON body parsed with ``json.loads``):
 
     raw_httpx        httpx.AsyncClient, httpx's own transport          (asyncio)
     httpx_aiohttp    httpx.AsyncClient + httpx_aiohttp.AiohttpTransport (asyncio)
@@ -19,7 +23,9 @@ Paths (the same GET of a small JSON body, parsed with ``json.loads``):
 Every client has its pool (and the SDK its limiter) sized to the concurrency C; C
 workers share N requests. Client CPU is ``time.process_time()`` of this process (the
 server runs in a child process), after a warm-up that fills the pool. Runs are
-interleaved (run 1 of every path and C, then run 2, ...) so drift spreads evenly.
+interleaved (run 1 of every path and C, then run 2, ...) so drift spreads evenly, and
+the order of the paths rotates from one repetition to the next, so no path always runs
+first (on a cold machine) or last.
 
 ``sdk_overhead_ms_per_call`` is measured in-process on ``httpx.MockTransport``: blocks
 of SDK calls alternate with blocks of the same request made by hand (headers, GET,
@@ -32,6 +38,7 @@ The functions are importable (``benchmarks/run.py`` uses ``measure_paths``,
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import cProfile
 import gc
@@ -52,10 +59,11 @@ import attrs
 import httpx
 
 from agora_stt_async import AsyncClient
+from agora_stt_async import _constants as C
+from agora_stt_async._http import USER_AGENT
 
 APP_ID: Final = "bench-app"
 AGENT_ID: Final = "agent-1"
-AGENT_PATH: Final = f"/api/speech-to-text/v1/projects/{APP_ID}/agents/{AGENT_ID}"
 AGENT_BODY: Final = {"agent_id": AGENT_ID, "status": "RUNNING", "create_ts": 1_700_000_000}
 
 ASYNCIO_PATHS: Final = (
@@ -74,18 +82,58 @@ CONCURRENCY: Final = (10, 50, 200)
 Call = Callable[[], Awaitable[object]]
 
 
+def sdk_headers(authorization: str) -> dict[str, str]:
+    """The headers the SDK sends with a request without a body, with a fresh request id
+    (``_http.HttpCore.request``): a baseline sends them too, so both do the same work."""
+    return {
+        "Authorization": authorization,
+        "X-Request-Id": f"sdk_{uuid.uuid4().hex}",
+        "Accept": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+
+
+@attrs.frozen
+class Endpoint:
+    """What every path GETs: one agent of one App ID on one server, and the credentials.
+
+    The defaults fit the minimal server of this module (which checks nothing);
+    ``run.py`` names a real agent of the emulator and its credentials.
+    """
+
+    base_url: str
+    app_id: str = APP_ID
+    agent_id: str = AGENT_ID
+    customer_id: str = "bench"
+    customer_secret: str = "bench"
+
+    @property
+    def url(self) -> str:
+        prefix = C.V7_PATH_PREFIX.format(app_id=self.app_id)
+        return f"{self.base_url}{prefix}/agents/{self.agent_id}"
+
+    @property
+    def authorization(self) -> str:
+        pair = f"{self.customer_id}:{self.customer_secret}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
+
+    def headers(self) -> dict[str, str]:
+        """``sdk_headers`` for this endpoint's credentials."""
+        return sdk_headers(self.authorization)
+
+
 def sdk_client(
-    base_url: str,
+    endpoint: Endpoint,
     *,
     max_in_flight: int = 64,
     fast: bool | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncClient:
     return AsyncClient(
-        app_id=APP_ID,
-        customer_id="bench",
-        customer_secret="bench",
-        base_url=base_url,
+        app_id=endpoint.app_id,
+        customer_id=endpoint.customer_id,
+        customer_secret=endpoint.customer_secret,
+        base_url=endpoint.base_url,
         max_in_flight=max_in_flight,
         fast=fast,
         transport=transport,
@@ -167,9 +215,10 @@ def loopback_server(timeout: float = 20.0) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def open_path(path: str, base_url: str, concurrency: int) -> AsyncIterator[Call]:
+async def open_path(path: str, endpoint: Endpoint, concurrency: int) -> AsyncIterator[Call]:
     """Yield a zero-argument coroutine function doing one request on ``path``."""
-    url = base_url + AGENT_PATH
+    url = endpoint.url
+    headers = endpoint.headers
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     if path in ("raw_httpx", "raw_httpx_trio", "httpx_aiohttp", "httpx_ours", "httpx_sharded"):
         transport: httpx.AsyncBaseTransport | None = None
@@ -188,7 +237,9 @@ async def open_path(path: str, base_url: str, concurrency: int) -> AsyncIterator
         async with httpx.AsyncClient(transport=transport, limits=limits) as client:
 
             async def call_httpx() -> object:
-                response = await client.get(url)
+                response = await client.get(url, headers=headers())
+                if response.status_code != 200:
+                    raise RuntimeError(f"GET {url}: {response.status_code}")
                 return json.loads(response.content)
 
             yield call_httpx
@@ -199,30 +250,42 @@ async def open_path(path: str, base_url: str, concurrency: int) -> AsyncIterator
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def call_aiohttp() -> object:
-                async with session.get(url) as response:
+                async with session.get(url, headers=headers()) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"GET {url}: {response.status}")
                     return json.loads(await response.read())
 
             yield call_aiohttp
     elif path in ("sdk_fast", "sdk_native", "sdk_trio"):
         fast = {"sdk_fast": True, "sdk_native": False, "sdk_trio": None}[path]
-        async with sdk_client(base_url, max_in_flight=concurrency, fast=fast) as sdk:
+        async with sdk_client(endpoint, max_in_flight=concurrency, fast=fast) as sdk:
+            agent_id = endpoint.agent_id
 
             async def call_sdk() -> object:
-                return await sdk.agents.get(AGENT_ID)
+                return await sdk.agents.get(agent_id)
 
             yield call_sdk
     else:
         raise ValueError(f"unknown path {path!r}")
 
 
+NEEDS: Final = {
+    "httpx_aiohttp": "httpx-aiohttp",
+    "raw_aiohttp": "aiohttp",
+    "httpx_ours": "aiohttp",
+    "sdk_fast": "aiohttp",
+    "raw_httpx_trio": "trio",
+    "sdk_trio": "trio",
+}
+"""The distribution each path needs beyond httpx (all in the ``dev`` extra)."""
+
+
 def available(path: str) -> bool:
     """Whether the packages ``path`` needs are installed."""
     import importlib.util
 
-    needs = {"httpx_aiohttp": "httpx_aiohttp", "raw_aiohttp": "aiohttp", "httpx_ours": "aiohttp"}
-    needs |= {"sdk_fast": "aiohttp"}
-    needs |= {"raw_httpx_trio": "trio", "sdk_trio": "trio"}
-    module = needs.get(path)
+    distribution = NEEDS.get(path)
+    module = None if distribution is None else distribution.replace("-", "_")
     return module is None or importlib.util.find_spec(module) is not None
 
 
@@ -268,11 +331,11 @@ class Run:
         return self.n / self.wall_s
 
 
-def measure_once(path: str, base_url: str, concurrency: int, n: int) -> Run:
+def measure_once(path: str, endpoint: Endpoint, concurrency: int, n: int) -> Run:
     """One run: a fresh client, a warm-up filling the pool, then ``n`` timed calls."""
 
     async def main() -> Run:
-        async with open_path(path, base_url, concurrency) as call:
+        async with open_path(path, endpoint, concurrency) as call:
             await drive(call, min(max(2 * concurrency, 100), n), concurrency)  # fills the pool
             gc.collect()
             cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -283,8 +346,16 @@ def measure_once(path: str, base_url: str, concurrency: int, n: int) -> Run:
     return anyio.run(main, backend=backend_of(path))
 
 
+def rotated(items: Sequence[str], by: int) -> list[str]:
+    """``items`` rotated left by ``by`` (modulo their number)."""
+    if not items:
+        return []
+    k = by % len(items)
+    return [*items[k:], *items[:k]]
+
+
 def measure_paths(
-    base_url: str,
+    endpoint: Endpoint,
     *,
     paths: Sequence[str] = ALL_PATHS,
     concurrencies: Sequence[int] = CONCURRENCY,
@@ -292,13 +363,14 @@ def measure_paths(
     runs: int = 3,
     progress: Callable[[Run], None] | None = None,
 ) -> list[Run]:
-    """Every (installed) path at every concurrency, ``runs`` times, interleaved."""
+    """Every (installed) path at every concurrency, ``runs`` times, interleaved; the
+    order of the paths rotates by one each repetition."""
     paths = [p for p in paths if available(p)]
     results: list[Run] = []
-    for _ in range(runs):
+    for repetition in range(runs):
         for concurrency in concurrencies:
-            for path in paths:
-                run = measure_once(path, base_url, concurrency, n)
+            for path in rotated(paths, repetition):
+                run = measure_once(path, endpoint, concurrency, n)
                 results.append(run)
                 if progress is not None:
                     progress(run)
@@ -306,7 +378,7 @@ def measure_paths(
 
 
 def compare(
-    a: str, b: str, base_url: str, *, concurrency: int, n: int = 1000, pairs: int = 8
+    a: str, b: str, endpoint: Endpoint, *, concurrency: int, n: int = 1000, pairs: int = 8
 ) -> dict[str, float]:
     """Paired runs of ``a`` and ``b`` alternating (ABBA...): CPU ratio a/b per pair.
 
@@ -316,8 +388,8 @@ def compare(
     ratios_: list[float] = []
     for i in range(pairs):
         first, second = (a, b) if i % 2 == 0 else (b, a)
-        x = measure_once(first, base_url, concurrency, n)
-        y = measure_once(second, base_url, concurrency, n)
+        x = measure_once(first, endpoint, concurrency, n)
+        y = measure_once(second, endpoint, concurrency, n)
         ra, rb = (x, y) if first == a else (y, x)
         ratios_.append(ra.cpu_ms_per_request / rb.cpu_ms_per_request)
     return {
@@ -390,12 +462,11 @@ async def _overhead(rounds: int, block: int) -> dict[str, float]:
         )
 
     mock = httpx.MockTransport(handler)
-    base_url = "https://api.agora.io"
-    url = base_url + AGENT_PATH
+    endpoint = Endpoint(C.DEFAULT_BASE_URL)
+    url = endpoint.url
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    auth = "Basic YmVuY2g6YmVuY2g="
     async with (
-        sdk_client(base_url, transport=mock) as sdk,
+        sdk_client(endpoint, transport=mock) as sdk,
         httpx.AsyncClient(transport=mock, limits=limits) as client,
     ):
 
@@ -405,12 +476,7 @@ async def _overhead(rounds: int, block: int) -> dict[str, float]:
 
         async def by_hand() -> None:
             for _ in range(block):
-                headers = {
-                    "Authorization": auth,
-                    "X-Request-Id": f"sdk_{uuid.uuid4().hex}",
-                    "Accept": "application/json",
-                }
-                response = await client.request("GET", url, headers=headers)
+                response = await client.request("GET", url, headers=endpoint.headers())
                 if response.status_code != 200:
                     raise RuntimeError(response.status_code)
                 json.loads(response.content)
@@ -452,12 +518,12 @@ def measure_sdk_overhead(rounds: int = 40, block: int = 200) -> dict[str, float]
 # --- profiling ---------------------------------------------------------------------------
 
 
-def profile(path: str, base_url: str, concurrency: int, n: int, top: int = 30) -> str:
+def profile(path: str, endpoint: Endpoint, concurrency: int, n: int, top: int = 30) -> str:
     """cProfile ``n`` calls on ``path``; the top functions by own time, as text."""
     profiler = cProfile.Profile()
 
     async def main() -> None:
-        async with open_path(path, base_url, concurrency) as call:
+        async with open_path(path, endpoint, concurrency) as call:
             await drive(call, max(2 * concurrency, 100), concurrency)
             profiler.enable()
             await drive(call, n, concurrency)
@@ -560,16 +626,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     concurrencies = tuple(args.concurrency or CONCURRENCY)
     paths = tuple(args.paths.split(",")) if args.paths else ALL_PATHS
     with loopback_server() as base_url:
+        endpoint = Endpoint(base_url)
         if args.profile:
-            print(profile(args.profile, base_url, concurrencies[0], n))
+            print(profile(args.profile, endpoint, concurrencies[0], n))
             return 0
         if args.compare:
             a, b = args.compare.split(",")
             for c in concurrencies:
-                print(json.dumps(compare(a, b, base_url, concurrency=c, n=n, pairs=args.pairs)))
+                print(json.dumps(compare(a, b, endpoint, concurrency=c, n=n, pairs=args.pairs)))
             return 0
         results = measure_paths(
-            base_url,
+            endpoint,
             paths=paths,
             concurrencies=concurrencies,
             n=n,

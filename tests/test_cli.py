@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -64,6 +65,27 @@ def served() -> Iterator[tuple[emulator.EmulatorApp, str]]:
     )
     with emulator.serve(app) as base_url:
         yield app, base_url
+
+
+@pytest.fixture(scope="module")
+def served_other() -> Iterator[tuple[emulator.EmulatorApp, str]]:
+    """A second emulator on loopback, with the same credentials: the service a
+    ``--base-url`` names while ``AGORA_STT_BASE_URL`` names the first."""
+    app = emulator.create_app(
+        emulator.EmulatorConfig(start_delay=0.0, stop_delay=0.0),
+        app_ids=[APP_ID],
+        credentials={CUSTOMER_ID: SECRET},
+    )
+    with emulator.serve(app) as base_url:
+        yield app, base_url
+
+
+@pytest.fixture
+def other(served_other: tuple[emulator.EmulatorApp, str]) -> str:
+    """The second emulator, fresh; its base URL."""
+    app, base_url = served_other
+    app.reset()
+    return base_url
 
 
 @pytest.fixture
@@ -159,7 +181,18 @@ def test_cli_help_lists_commands():
     assert result.exit_code == 0
     for command in ("demo", "emulator", "agents", "legacy", "tasks"):
         assert command in result.output
-    assert "3 bad or missing credentials" in result.output
+    text = " ".join(result.output.split())  # as read, whatever the wrapping
+    assert "3 bad or missing credentials" in text
+    assert "a confirmation declined" in text
+    assert "beats AGORA_STT_BASE_URL" in text
+
+
+def test_cli_demo_help_names_its_own_default():
+    """demo --help says the demo's default service is the in-process emulator."""
+    result = invoke("demo", "--help")
+    assert result.exit_code == 0
+    assert "default: the emulator in this process" in " ".join(result.output.split())
+    assert "api.agora.io" not in result.output
 
 
 def test_cli_main_without_extra_prints_install_command(monkeypatch, capsys):
@@ -279,6 +312,153 @@ def test_cli_demo_against_served_emulator(service):
     assert data["leaked"] == 0
 
 
+def test_cli_demo_exit_status_1_when_a_stop_is_not_confirmed(monkeypatch):
+    """The demo exits 1 when the session reports stops it could not confirm, even with
+    nothing counted as leaked."""
+
+    class IncompleteSession:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._inner = Session(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+        async def __aenter__(self) -> IncompleteSession:
+            await self._inner.__aenter__()
+            return self
+
+        async def __aexit__(self, *exc: Any) -> None:
+            await self._inner.__aexit__(*exc)
+            raise StopIncompleteError(("ch-00000",))
+
+    monkeypatch.setattr(_demo, "Session", IncompleteSession)
+    result = invoke("demo", "--channels", "2", "--json")
+    assert result.exit_code == 1, result.output
+    data = last_json(result)
+    assert (data["leaked"], data["stop_incomplete"]) == (0, 1)
+
+
+def test_cli_demo_counts_leaks_of_every_task_the_session_owns(service, monkeypatch):
+    """Against a base URL, a task whose start() raised but which the session started is
+    counted as leaked (exit 1), though the demo never got its handle."""
+
+    class FlakySession:
+        """Starts ch-00000 and then raises, as a start whose answer was lost would; does
+        not stop tasks on exit, so that one stays running."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._inner = Session(*args, **kwargs, stop_on_exit=False)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+        async def start(self, key: str, request: Any) -> Any:
+            handle = await self._inner.start(key, request)
+            if key == "ch-00000":
+                raise ServerError(status_code=503)
+            return handle
+
+        async def __aenter__(self) -> FlakySession:
+            await self._inner.__aenter__()
+            return self
+
+        async def __aexit__(self, *exc: Any) -> None:
+            await self._inner.__aexit__(*exc)
+
+    monkeypatch.setattr(_demo, "Session", FlakySession)
+    result = invoke("demo", "--channels", "2", "--update-delay", "0", "--json")
+    assert result.exit_code == 1, result.output
+    data = last_json(result)
+    assert data["errors_by_step"] == {"start: ServerError": 1}
+    assert data["stopped"] == 1
+    assert data["leaked"] == 1
+
+
+def test_cli_demo_legacy_has_no_list_count():
+    """With --api legacy (no list endpoint) "listed back" is null in JSON and "-" in the
+    table, not 0."""
+    result = invoke("demo", "--channels", "2", "--api", "legacy", "--json")
+    assert result.exit_code == 0, result.output
+    assert last_json(result)["listed"] is None
+    table = invoke("demo", "--channels", "2", "--api", "legacy")
+    assert table.exit_code == 0, table.output
+    assert re.search(r"listed back\s*│\s*-\s*│", table.stdout), table.stdout
+
+
+def test_cli_demo_in_process_logs_a_local_url():
+    """With -v the in-process demo logs URLs that cannot be mistaken for Agora's."""
+    result = invoke("demo", "--channels", "1", "-v", "--json")
+    assert result.exit_code == 0, result.output
+    assert f"POST {_demo.IN_PROCESS_BASE_URL}/" in result.stderr
+    assert "api.agora.io" not in result.stderr
+
+
+# --- --base-url against AGORA_STT_BASE_URL ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        pytest.param(True, False, id="before-the-command"),
+        pytest.param(False, True, id="after-the-command"),
+        pytest.param(True, True, id="both-the-same"),
+    ],
+)
+@pytest.mark.parametrize("command", ["agents-list", "demo", "agents-stop-all"])
+def test_cli_base_url_flag_beats_the_environment(service, other, before, after, command):
+    """A --base-url typed before or after the command is the service used, not the one
+    AGORA_STT_BASE_URL names (an operator with production variables exported who types
+    a local URL must not touch production)."""
+    [env_agent] = join("env-room")
+    group = ("--base-url", other) if before else ()
+    own = ("--base-url", other) if after else ()
+    if command == "agents-list":
+        result = invoke(*group, "agents", "list", "--json", *own)
+        assert result.exit_code == 0, result.output
+        assert json_lines(result) == []  # the other service runs nothing
+    elif command == "demo":
+        result = invoke(*group, "demo", "--channels", "1", "--update-delay", "0", "--json", *own)
+        assert result.exit_code == 0, result.output
+        assert last_json(result)["target"] == other
+    else:
+        result = invoke(*group, "agents", "stop", "--all-running", "--yes", "--json", *own)
+        assert result.exit_code == 0, result.output
+        assert last_json(result)["stopped"] == []
+    assert status_of(env_agent) is AgentStatus.RUNNING
+
+
+def test_cli_base_url_from_the_environment_without_a_flag(service):
+    """Without --base-url, AGORA_STT_BASE_URL names the service (the group and the
+    command read the same variable)."""
+    join("env-room")
+    listed = invoke("agents", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert len(json_lines(listed)) == 1
+    ran = invoke("demo", "--channels", "1", "--update-delay", "0", "--json")
+    assert ran.exit_code == 0, ran.output
+    assert last_json(ran)["target"] == os.environ["AGORA_STT_BASE_URL"]
+
+
+def test_cli_base_url_given_twice_differently_is_refused(service, other):
+    """--base-url before and after the command with different values is a usage error
+    (exit 2), and nothing is stopped."""
+    [env_agent] = join("env-room")
+    result = invoke(
+        "--base-url", other, "agents", "stop", "--all-running", "--yes",
+        "--base-url", os.environ["AGORA_STT_BASE_URL"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--base-url given twice" in result.stderr
+    assert status_of(env_agent) is AgentStatus.RUNNING
+
+
+def test_cli_base_url_empty_is_refused(service):
+    """An empty --base-url is a usage error, not a silent fall-back to the environment."""
+    result = invoke("--base-url", "", "agents", "list")
+    assert result.exit_code == 2, result.output
+    assert "must not be empty" in result.stderr
+
+
 # --- agents -----------------------------------------------------------------------------------
 
 
@@ -396,6 +576,42 @@ def test_cli_agents_stop_all_running_asks_on_the_main_thread(service, monkeypatc
     assert result.exit_code == 1, result.output
     assert asked == [(f"Stop 1 live agent(s) of App ID {APP_ID}?", True)]
     assert status_of(ids[0]) is AgentStatus.RUNNING
+
+
+def test_cli_agents_stop_all_running_includes_idle(monkeypatch):
+    """--all-running lists IDLE agents too (spec §4.3: "not initialised", not ended) and
+    stops them."""
+    prefix = C.V7_PATH_PREFIX.format(app_id=APP_ID)
+    states: list[str | None] = []
+    left: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == f"{prefix}/agents":
+            state = request.url.params.get("state")
+            states.append(state)
+            items = [{"agent_id": "IDLE-1", "status": "IDLE", "start_ts": 1_700_000_000}]
+            page = items if state == "0" else []
+            body = {"data": {"count": len(page), "list": page}, "meta": {"cursor": ""}}
+            return httpx.Response(200, json={**body, "status": "ok"})
+        if request.method == "POST" and request.url.path.endswith("/leave"):
+            left.append(request.url.path.split("/")[-2])
+            return httpx.Response(200, json={})
+        return httpx.Response(500)
+
+    def make_client(settings: Any, **kwargs: Any) -> AsyncClient:
+        return AsyncClient(
+            app_id=APP_ID,
+            customer_id=CUSTOMER_ID,
+            customer_secret=SECRET,
+            transport=httpx.MockTransport(answer),
+        )
+
+    monkeypatch.setattr(_common, "make_client", make_client)
+    result = invoke("agents", "stop", "--all-running", "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    assert last_json(result)["stopped"] == ["IDLE-1"]
+    assert left == ["IDLE-1"]
+    assert "0" in states
 
 
 def test_cli_agents_stop_needs_exactly_one_selection(service):
@@ -577,6 +793,18 @@ def test_cli_tasks_missing_store_exit_5(tmp_path):
     assert result.exit_code == 5
     assert "no store file" in result.stderr
     assert not path.exists()
+
+
+@pytest.mark.parametrize("command", [("list",), ("stop", "--all")])
+def test_cli_tasks_empty_store_file_is_refused_and_left_alone(tmp_path, command):
+    """An empty --store file is not a store: exit 5, and the file stays empty (`tasks
+    list` only reads)."""
+    path = tmp_path / "empty.db"
+    path.touch()
+    result = invoke("tasks", *command, "--store", str(path))
+    assert result.exit_code == 5, result.output
+    assert "is empty" in result.stderr
+    assert path.stat().st_size == 0
 
 
 def test_cli_tasks_stop_needs_keys_or_all(tmp_path):

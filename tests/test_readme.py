@@ -10,6 +10,8 @@ import ast
 import inspect
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +69,58 @@ def test_readme_test_command_is_the_one_ci_runs():
     shown = [body.strip() for _, body, _ in blocks("bash")]
     assert ci_command in shown
     assert f"`{ci_command}`" in README or ci_command in section("Quickstart")
+
+
+def _path_without_redis(tmp_path: Path) -> str:
+    """A PATH with the tools .ci/redis.sh uses but no redis-server, redis-cli or apt-get:
+    a machine that has no Redis and cannot install one."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("id", "tr", "cat", "sed", "mktemp", "seq", "sleep"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize(
+    ("ci", "status"),
+    [
+        pytest.param("", 0, id="not-ci"),
+        pytest.param("false", 0, id="ci-false"),
+        pytest.param("true", 1, id="ci"),
+    ],
+)
+def test_readme_ci_redis_script_without_redis(tmp_path, ci, status):
+    """.ci/redis.sh, sourced under ``set -euo pipefail`` where Redis can be neither found
+    nor installed, warns and carries on outside CI (the Redis tests then skip), so the
+    Quickstart's ``bash .ci/run`` works there; in CI it fails."""
+    bash = shutil.which("bash")
+    if bash is None:  # pragma: no cover - every CI image has bash
+        pytest.skip("no bash")
+    done = subprocess.run(
+        [bash, "-c", "set -euo pipefail; . .ci/redis.sh; echo carried on"],
+        cwd=ROOT,
+        env={"PATH": _path_without_redis(tmp_path), "CI": ci, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == status, done.stderr
+    if status == 0:
+        assert done.stdout.strip() == "carried on"
+        assert "warning: no Redis server" in done.stderr
+    else:
+        assert "carried on" not in done.stdout
+        assert "error: CI is set" in done.stderr
+
+
+def test_readme_ci_run_always_starts_redis():
+    """.ci/run sources .ci/redis.sh unconditionally (a missing script must fail, not
+    silently skip the Redis tests)."""
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert ". .ci/redis.sh" in lines
 
 
 def test_readme_mermaid_is_the_state_machine():

@@ -180,3 +180,47 @@ def test_store_reprs() -> None:
 def test_sqlite_rejects_bad_timeout(timeout: object) -> None:
     with pytest.raises(ConfigurationError, match="timeout"):
         SqliteStore("x.db", timeout=timeout)  # type: ignore[arg-type]
+
+
+async def test_sqlite_read_only_reads_and_never_writes(tmp_path: Path) -> None:
+    """A read-only store reads every record, refuses writes with UsageError, and leaves
+    the file's bytes unchanged."""
+    path = tmp_path / "ro.db"
+    async with SqliteStore(path) as writer:
+        await writer.create(record("k"))
+    before = path.read_bytes()
+    async with SqliteStore(path, read_only=True) as reader:
+        assert [r.key for r in await reader.all()] == ["k"]
+        assert await reader.get("k") == record("k")
+        with pytest.raises(UsageError, match="read-only"):
+            await reader.create(record("other"))
+        with pytest.raises(UsageError, match="read-only"):
+            await reader.put(record("k", version=1), expected_version=0)
+        with pytest.raises(UsageError, match="read-only"):
+            await reader.delete("k")
+    assert path.read_bytes() == before
+    assert repr(SqliteStore(path, read_only=True)).endswith("read_only=True)")
+
+
+async def test_sqlite_read_only_refuses_what_is_not_a_store(tmp_path: Path) -> None:
+    """Read-only on a missing file or a database without the store's schema is a
+    StoreError, and no file or table is created."""
+    missing = tmp_path / "missing.db"
+    async with SqliteStore(missing, read_only=True) as store:
+        with pytest.raises(StoreError):
+            await store.all()
+    assert not missing.exists()
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as raw:
+        raw.execute("CREATE TABLE t (x)")
+    async with SqliteStore(other, read_only=True) as store:
+        with pytest.raises(StoreError, match="not a SqliteStore file"):
+            await store.all()
+    with sqlite3.connect(other) as raw:
+        tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"t"}
+
+
+def test_sqlite_rejects_bad_read_only() -> None:
+    with pytest.raises(ConfigurationError, match="read_only"):
+        SqliteStore("x.db", read_only="yes")  # type: ignore[arg-type]

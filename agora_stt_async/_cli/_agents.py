@@ -27,8 +27,15 @@ from agora_stt_async._cli import _common, _render
 from agora_stt_async._cli._common import connection_options, json_option
 
 STATES: Final = tuple(status.value.lower() for status in AgentStatus)
-LIVE_STATES: Final = (AgentStatus.STARTING, AgentStatus.RUNNING, AgentStatus.RECOVERING)
-"""What "running" means for the brake: every agent that is or may soon be transcribing."""
+LIVE_STATES: Final = (
+    AgentStatus.IDLE,
+    AgentStatus.STARTING,
+    AgentStatus.RUNNING,
+    AgentStatus.RECOVERING,
+)
+"""What "running" means for the brake: every agent that is or may soon be transcribing.
+IDLE is in (spec §4.3: "not initialised", so not ended either); listing it costs one
+more list request."""
 STOP_CONCURRENCY: Final = 16
 
 Outcome = Literal["stopped", "already stopped", "not found", "failed"]
@@ -247,8 +254,8 @@ def stop_agents(
 ) -> None:
     """Stop agents: by id, every live one of a --channel, or --all-running.
 
-    Live means STARTING, RUNNING or RECOVERING. An agent already stopping or stopped
-    counts as stopped.
+    Live means IDLE, STARTING, RUNNING or RECOVERING. An agent already stopping or
+    stopped counts as stopped.
     """
     if sum((bool(agent_ids), channel is not None, all_running)) != 1:
         raise click.UsageError("give agent ids, or --channel, or --all-running (exactly one)")

@@ -11,9 +11,9 @@ from agora_stt_async._cli._demo import demo, emulator_command
 from agora_stt_async._cli._tasks import tasks
 
 EPILOG = """\b
-Exit status: 0 ok; 1 tasks left running, a stop not confirmed, or an unexpected
-failure; 2 bad command line; 3 bad or missing credentials; 4 not found; 5 invalid
-input; 6 service error (after retries).
+Exit status: 0 ok; 1 tasks left running, a stop not confirmed, a confirmation
+declined, or an unexpected failure; 2 bad command line; 3 bad or missing
+credentials; 4 not found; 5 invalid input; 6 service error (after retries).
 """
 
 
@@ -26,10 +26,12 @@ def cli(ctx: click.Context, base_url: str | None, verbose: bool) -> None:
     tools to find and stop agents and tasks.
 
     Credentials come from AGORA_APP_ID, AGORA_CUSTOMER_ID and AGORA_CUSTOMER_SECRET;
-    the service from --base-url or AGORA_STT_BASE_URL (default https://api.agora.io).
-    Secrets are never printed.
+    the service from --base-url or AGORA_STT_BASE_URL (default https://api.agora.io;
+    the demo's default is the emulator in process). Secrets are never printed.
     """
-    ctx.obj = _common.Settings(base_url=base_url, verbose=verbose)
+    ctx.obj = _common.Settings(
+        base_url=base_url, verbose=verbose, base_url_given=_common.base_url_given(ctx)
+    )
 
 
 @cli.command()

@@ -20,6 +20,7 @@ from typing import Final, NoReturn, TypeVar
 import anyio
 import attrs
 import click
+from click.core import ParameterSource
 
 from agora_stt_async import (
     AgoraSTTError,
@@ -208,33 +209,49 @@ def report(error: BaseException, *, verbose: bool, json_mode: bool) -> int:
 
 @attrs.frozen
 class Settings:
-    """Options every command takes, at the group level or its own."""
+    """Options every command takes, at the group level or its own.
+
+    ``base_url_given``: the base URL came from ``--base-url`` on the command line, not
+    from ``AGORA_STT_BASE_URL``.
+    """
 
     base_url: str | None = None
     verbose: bool = False
+    base_url_given: bool = False
 
-    def merged(self, base_url: str | None, verbose: bool) -> Settings:
-        """These settings, overridden by a command's own options."""
-        return Settings(base_url=base_url or self.base_url, verbose=verbose or self.verbose)
+
+BASE_URL_PRECEDENCE: Final = (
+    f"A --base-url on the command line, before or after the command, beats {ENV_BASE_URL}; "
+    "given both before and after the command with different values, the command is refused."
+)
 
 
 def connection_options(f: F) -> F:
     """``--base-url`` and ``--verbose``, on the group and on each command."""
-    f = click.option(
-        "--verbose",
-        "-v",
-        is_flag=True,
-        default=False,
-        help="Log each request (with its request id) to stderr; show request ids of failures.",
-    )(f)
-    return click.option(
-        "--base-url",
-        envvar=ENV_BASE_URL,
-        show_envvar=True,
-        metavar="URL",
-        default=None,
-        help="Service base URL (default: https://api.agora.io).",
-    )(f)
+    return connection_options_defaulting_to("https://api.agora.io")(f)
+
+
+def connection_options_defaulting_to(default: str) -> Callable[[F], F]:
+    """``connection_options`` whose ``--base-url`` help names ``default``."""
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--verbose",
+            "-v",
+            is_flag=True,
+            default=False,
+            help="Log each request (with its request id) to stderr; show request ids of failures.",
+        )(f)
+        return click.option(
+            "--base-url",
+            envvar=ENV_BASE_URL,
+            show_envvar=True,
+            metavar="URL",
+            default=None,
+            help=f"Service base URL (default: {default}). {BASE_URL_PRECEDENCE}",
+        )(f)
+
+    return decorate
 
 
 def json_option(f: F) -> F:
@@ -243,9 +260,41 @@ def json_option(f: F) -> F:
     )(f)
 
 
+def base_url_given(ctx: click.Context) -> bool:
+    """Whether this command's own ``--base-url`` was typed on the command line."""
+    return ctx.get_parameter_source("base_url") is ParameterSource.COMMANDLINE
+
+
 def settings(ctx: click.Context, base_url: str | None, verbose: bool) -> Settings:
+    """The settings of the command of ``ctx``: its own options over the group's.
+
+    Both ``--base-url`` options also read ``AGORA_STT_BASE_URL``, so the value alone
+    cannot tell a typed URL from the environment's: where each came from decides. A
+    URL typed anywhere on the command line beats the environment (an operator with
+    production variables exported who types a local URL must reach the local one).
+
+    Raises:
+        click.UsageError: two different URLs typed (before and after the command), or an
+            empty one.
+    """
     parent = ctx.find_object(Settings) or Settings()
-    return parent.merged(base_url, verbose)
+    given = base_url_given(ctx)
+    if given and parent.base_url_given and base_url != parent.base_url:
+        # SPEC-SILENT (CLI): refused rather than picking one; a stop aimed at the wrong
+        # service cannot be undone.
+        raise click.UsageError(
+            f"--base-url given twice with different values ({parent.base_url} before the "
+            f"command, {base_url} after it): give it once"
+        )
+    if given:
+        url, typed = base_url, True
+    elif parent.base_url_given:
+        url, typed = parent.base_url, True
+    else:  # from the environment on both levels (the same value), or unset
+        url, typed = base_url or parent.base_url, False
+    if typed and not url:
+        raise click.UsageError("--base-url must not be empty")
+    return Settings(base_url=url, verbose=verbose or parent.verbose, base_url_given=typed)
 
 
 def make_client(

@@ -5,7 +5,7 @@ The demo runs every channel through the whole lifecycle, concurrently, through o
 through the cursor, stop. With no base URL it serves the emulator in process (with
 throw-away credentials it makes up, so nothing is read from the environment and nothing
 secret exists to print). At the end it counts what is still running on the service:
-``leaked`` must be 0, faults or not, or the exit status is 1.
+``leaked`` must be 0 and every stop confirmed, faults or not, or the exit status is 1.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Final, Literal
 
@@ -40,8 +40,9 @@ from agora_stt_async import (
     TaskHandle,
     emulator,
 )
-from agora_stt_async._cli import _common, _render
-from agora_stt_async._cli._common import Settings, connection_options, json_option
+from agora_stt_async._cli import _agents, _common, _render
+from agora_stt_async._cli._common import Settings, connection_options_defaulting_to, json_option
+from agora_stt_async.state import TaskRecord
 
 ApiChoice = Literal["v7", "legacy", "both"]
 
@@ -52,6 +53,11 @@ STOP_CONFIRM_S: Final = 60.0
 LIST_PAGE_SIZE: Final = 50
 REMOTE_UPDATE_DELAY_S: Final = 5.0
 """Wait between running and the update against a real service (spec §4.6: 5 s after join)."""
+
+IN_PROCESS_BASE_URL: Final = "http://in-process-emulator.invalid"
+"""The base URL the in-process demo's client logs: requests never leave the process (an
+in-memory transport), and ``.invalid`` can name no real host (RFC 2606), so a ``-v`` log
+cannot be mistaken for traffic to Agora."""
 
 DEMO_EMULATOR: Final = emulator.EmulatorConfig(start_delay=0.3, stop_delay=0.2)
 """Agents come up in 0.3 s and go down in 0.2 s (the real service takes seconds)."""
@@ -81,9 +87,7 @@ only when all six meet a fault (0.2**6 = 6e-5 at ``--fault-rate 0.2``); the retr
 budget stays on, sized for a fault rate of tens of percent (the documented 3 s / 6 s
 waits of Agora's code 20 and 5xx still apply)."""
 
-LIVE_AGENT: Final = frozenset(
-    {AgentStatus.IDLE, AgentStatus.STARTING, AgentStatus.RUNNING, AgentStatus.RECOVERING}
-)
+LIVE_AGENT: Final = frozenset(_agents.LIVE_STATES)
 LIVE_TASK: Final = frozenset(
     s for s in LegacyTaskStatus if not s.is_terminal and s is not LegacyTaskStatus.STOPPING
 )
@@ -106,7 +110,8 @@ class Tally:
     started: int = 0
     running: int = 0
     updated: int = 0
-    listed: int = 0
+    listed: int | None = 0
+    """``None`` when no channel runs on v7 (the legacy API has no list endpoint)."""
     stopped: int = 0
     leaked: int = 0
     errors: Counter[str] = attrs.field(factory=Counter)
@@ -305,12 +310,13 @@ class Demo:
         ours = {h.agent_id for h in self.ready.values() if h.agent_id is not None}
         if not ours:
             return
+        listed = 0
         try:
             async for agent in self.session.client.agents.list(
                 state=AgentStatus.RUNNING, page_size=LIST_PAGE_SIZE
             ):
-                if agent.agent_id in ours:
-                    self.tally.listed += 1
+                listed += agent.agent_id in ours
+            self.tally.listed = listed
         except AgoraSTTError as error:
             self.tally.fail("list", "list", error)
 
@@ -338,12 +344,12 @@ def _count(by_status: Mapping[str, int], live: set[str]) -> int:
     return sum(n for status, n in by_status.items() if status in live)
 
 
-async def count_leaked_remote(client: AsyncClient, handles: Mapping[str, TaskHandle]) -> int:
-    """The demo's tasks a remote service still runs: each is asked for by id. A task
-    whose id the session never learned, or that cannot be asked for, counts as leaked."""
+async def count_leaked_remote(client: AsyncClient, records: Iterable[TaskRecord]) -> int:
+    """The tasks of ``records`` a remote service still runs: each is asked for by id. A
+    task whose id the session never learned, or that cannot be asked for, counts as
+    leaked."""
     leaked = 0
-    for handle in handles.values():
-        record = handle.record
+    for record in records:
         try:
             if record.agent_id is not None:
                 agent = await client.agents.get(record.agent_id)
@@ -387,6 +393,11 @@ async def run_demo(
             app_id=app_id,
             customer_id=customer_id,
             customer_secret=secret,
+            base_url=IN_PROCESS_BASE_URL,
+            # Plain http to a non-loopback name is refused by default to protect
+            # credentials on the wire; here there is no wire (an in-memory transport)
+            # and the credentials are made up for this run.
+            allow_insecure=True,
             transport=app.transport(),
             retry=DEMO_RETRY,
         )
@@ -399,14 +410,15 @@ async def run_demo(
         # emulator does not enforce it.
         update_delay = 0.0 if app is not None else REMOTE_UPDATE_DELAY_S
 
-    tally = Tally(channels=channels)
+    tally = Tally(channels=channels, listed=None if api == "legacy" else 0)
     run_id = uuid.uuid4().hex[:8]
     stop_incomplete = 0
     handles: dict[str, TaskHandle] = {}
     async with client:
+        session = Session(client, refresh_interval=1.0, stop_timeout=STOP_CONFIRM_S)
         with progress_bars(show_progress, channels) as progress:
             try:
-                async with Session(client, refresh_interval=1.0, stop_timeout=STOP_CONFIRM_S) as s:
+                async with session as s:
                     demo = Demo(s, tally, progress, run_id, api, update_delay, handles)
                     async with anyio.create_task_group() as tg:
                         for index in range(channels):
@@ -421,7 +433,12 @@ async def run_demo(
             tally.leaked = await count_leaked_in_process(app)
             faults: int | None = sum(app.faults.injected.values())
         else:
-            tally.leaked = await count_leaked_remote(client, handles)
+            # The demo's handles and every task the session still owns: a start() that
+            # raised can leave a task the session drives (and may have started), and the
+            # session forgets the oldest ended tasks, which are asked for all the same.
+            owned = {key: handle.record for key, handle in handles.items()}
+            owned.update((handle.key, handle.record) for handle in session.handles())
+            tally.leaked = await count_leaked_remote(client, owned.values())
             faults = None
         data = summary(
             tally,
@@ -439,7 +456,10 @@ async def run_demo(
         print_summary(data)
         if tally.leaked:
             _render.error(f"{tally.leaked} task(s) still running at the end")
-    return _common.EXIT_OK if tally.leaked == 0 else _common.EXIT_FAILURE
+        if stop_incomplete:
+            _render.error(f"{stop_incomplete} stop(s) not confirmed at the end")
+    ok = tally.leaked == 0 and stop_incomplete == 0
+    return _common.EXIT_OK if ok else _common.EXIT_FAILURE
 
 
 @click.command()
@@ -480,7 +500,7 @@ async def run_demo(
     "(default: 0 in process, 5 with a base URL, as Agora asks).",
 )
 @json_option
-@connection_options
+@connection_options_defaulting_to("the emulator in this process")
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -496,7 +516,8 @@ def demo(
     """Run CHANNELS tasks through start, running, update, list and stop, concurrently.
 
     With no base URL (--base-url or AGORA_STT_BASE_URL) the emulator runs in this
-    process and no credentials are needed. Exits 0 only if nothing is left running.
+    process and no credentials are needed. Exits 0 only if nothing is left running
+    and every stop was confirmed.
     """
     opts = _common.settings(ctx, base_url, verbose)
     if fault_rate and opts.base_url is not None:

@@ -37,11 +37,20 @@ def store_option(f: _common.F) -> _common.F:
     )(f)
 
 
-def open_store(path: str) -> SqliteStore:
-    """The store at ``path``; never creates a file (a typo must not look like "no tasks")."""
+def open_store(path: str, *, read_only: bool = False) -> SqliteStore:
+    """The store at ``path``; never creates a file (a typo must not look like "no tasks").
+    ``read_only`` (``tasks list``) never writes to the file either.
+
+    Raises:
+        StoreMissing: no file at ``path``, or an empty one.
+    """
     if not os.path.isfile(path):
         raise _common.StoreMissing(f"no store file at {path}")
-    return SqliteStore(path)
+    # An empty file (a `touch`, a failed copy) has no schema: refused with a clear
+    # message rather than SQLite's "no such table".
+    if os.path.getsize(path) == 0:
+        raise _common.StoreMissing(f"the store file {path} is empty: not a SqliteStore file")
+    return SqliteStore(path, read_only=read_only)
 
 
 @click.group()
@@ -65,7 +74,7 @@ def list_tasks(
     opts = _common.settings(ctx, None, verbose)
 
     async def main() -> int:
-        async with open_store(store_path) as store:
+        async with open_store(store_path, read_only=True) as store:
             records = await store.all()
         if live:
             records = [r for r in records if not r.phase.is_terminal]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pathlib
 import sqlite3
 from collections.abc import Callable
 from types import TracebackType
@@ -82,17 +83,26 @@ class SqliteStore:
     whose call had returned.
 
     Args:
-        path: the database file; created if missing.
+        path: the database file; created if missing (unless ``read_only``).
         timeout: seconds a statement waits for another connection's lock.
+        read_only: open an existing store file without ever writing to it (an
+            operator's look at what a crashed service left): no schema is created, a
+            file that is not a store is a ``StoreError``, and every write is a
+            ``UsageError``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 30.0, read_only: bool = False
+    ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise ConfigurationError(f"timeout must be a number of seconds, got {timeout!r}")
         if not (math.isfinite(timeout) and timeout >= 0):
             raise ConfigurationError(f"timeout must be finite and >= 0, got {timeout!r}")
+        if not isinstance(read_only, bool):
+            raise ConfigurationError(f"read_only must be True or False, got {read_only!r}")
         self._path = os.fspath(path)
         self._timeout = float(timeout)
+        self._read_only = read_only
         self._conn: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._closed = False
@@ -103,6 +113,10 @@ class SqliteStore:
         return self._path
 
     # --- plumbing ---------------------------------------------------------------------
+
+    def _writable(self) -> None:
+        if self._read_only:
+            raise UsageError(f"this SqliteStore ({self._path}) was opened read-only")
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._closed:
@@ -123,6 +137,8 @@ class SqliteStore:
             raise StoreError(f"SQLite store {self._path}: {exc}") from exc
 
     def _open(self) -> sqlite3.Connection:
+        if self._read_only:
+            return self._open_read_only()
         conn = sqlite3.connect(
             self._path,
             timeout=self._timeout,
@@ -156,6 +172,29 @@ class SqliteStore:
             raise
         return conn
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        # mode=ro: SQLite itself refuses every write, and a missing file is an error
+        # instead of a new empty database.
+        uri = pathlib.Path(self._path).absolute().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            try:
+                row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            except sqlite3.DatabaseError as exc:  # no such table, or not a database
+                raise StoreError(f"{self._path} is not a SqliteStore file ({exc})") from exc
+            found = None if row is None else row[0]
+            if found is None or found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self._path} has schema version {found}; this version of"
+                    f" agora-stt-async reads 1 to {SCHEMA_VERSION}"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     # --- the TaskStore methods --------------------------------------------------------
 
     async def get(self, key: str) -> TaskRecord | None:
@@ -166,6 +205,7 @@ class SqliteStore:
         return await self._run(get)
 
     async def create(self, record: TaskRecord) -> bool:
+        self._writable()
         values = _encode(record)
 
         def create(conn: sqlite3.Connection) -> bool:
@@ -179,6 +219,7 @@ class SqliteStore:
         return await self._run(create)
 
     async def put(self, record: TaskRecord, *, expected_version: int | None) -> None:
+        self._writable()
         key, version, phase, updated_at, body = _encode(record)
 
         def put(conn: sqlite3.Connection) -> None:
@@ -202,6 +243,8 @@ class SqliteStore:
         await self._run(put)
 
     async def delete(self, key: str, *, expected_version: int | None = None) -> None:
+        self._writable()
+
         def delete(conn: sqlite3.Connection) -> None:
             if expected_version is None:
                 conn.execute("DELETE FROM tasks WHERE key = ?", (key,))
@@ -247,7 +290,7 @@ class SqliteStore:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"SqliteStore({self._path!r})"
+        return f"SqliteStore({self._path!r}{', read_only=True' if self._read_only else ''})"
 
 
 def _version_of(conn: sqlite3.Connection, key: str) -> int | None:
