@@ -49,7 +49,6 @@ from agora_stt_async import state as sm
 from agora_stt_async._clock import Clock
 from agora_stt_async._errors import AgoraSTTError, SessionError, UsageError
 from agora_stt_async._handle import _Entry
-from agora_stt_async.hooks import TaskStateChanged
 from agora_stt_async.stores import LeasingStore, StoreConflictError
 
 if TYPE_CHECKING:
@@ -305,25 +304,8 @@ def drop_entries(session: Session, keys: Iterable[str]) -> None:
         if server_id and session._by_server_id.get(server_id) is entry:
             del session._by_server_id[server_id]
         entry.set_record(entry.record)  # wake waiters: they see the task is gone from here
-        _emit_dropped(session, entry.record)
-
-
-def _emit_dropped(session: Session, record: sm.TaskRecord) -> None:
-    """Tell hook subscribers (the OpenTelemetry gauge of live tasks) the task left."""
-    hooks = session.client.hooks
-    if not hooks.wants(TaskStateChanged):
-        return
-    status = record.server_status
-    hooks.emit(
-        TaskStateChanged(
-            key=record.key,
-            api=record.api.value,
-            old_phase=record.phase.value,
-            new_phase=DROPPED,
-            server_id=record.server_id,
-            server_status=None if status is None else status.name,
-        )
-    )
+        # Subscribers (the OpenTelemetry gauge of live tasks) learn that the task left.
+        session._emit_phase(entry.record, entry.record.phase.value, DROPPED)
 
 
 async def reload_after_conflict(session: Session, entry: _Entry) -> bool:

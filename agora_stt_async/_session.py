@@ -821,16 +821,22 @@ class Session:
             self._kick.set()
 
     def _emit_state_change(self, previous: sm.TaskRecord, record: sm.TaskRecord) -> None:
+        if previous.phase is not record.phase:
+            self._emit_phase(record, previous.phase.value, record.phase.value)
+
+    def _emit_phase(self, record: sm.TaskRecord, old_phase: str, new_phase: str) -> None:
+        """Tell hook subscribers ``record``'s task went from ``old_phase`` to ``new_phase``
+        (a ``state.Phase`` value, or ``_leases.DROPPED``)."""
         hooks = self.client.hooks
-        if previous.phase is record.phase or not hooks.wants(TaskStateChanged):
+        if not hooks.wants(TaskStateChanged):
             return
         status = record.server_status
         hooks.emit(
             TaskStateChanged(
                 key=record.key,
                 api=record.api.value,
-                old_phase=previous.phase.value,
-                new_phase=record.phase.value,
+                old_phase=old_phase,
+                new_phase=new_phase,
                 server_id=record.server_id,
                 server_status=None if status is None else status.name,
             )
