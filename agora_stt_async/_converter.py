@@ -237,6 +237,18 @@ def _require_mapping(body: object, what: str, info: ResponseInfo | None) -> Mapp
     return body
 
 
+def _with_exchange(result: T, raw: Mapping[str, Any], info: ResponseInfo | None) -> T:
+    """``result`` (just structured, not yet seen by anyone) with its raw body and exchange.
+
+    Set in place rather than through ``attrs.evolve``, which would build a second instance
+    (a few microseconds per result, on every call and every listed agent): the frozen
+    instance is this function's own until it returns, as in an attrs ``__init__``.
+    """
+    object.__setattr__(result, "raw", raw)
+    object.__setattr__(result, "response", info)
+    return result
+
+
 def structure_response(body: object, cls: type[T], *, info: ResponseInfo | None = None) -> T:
     """Parse a success body into ``cls`` (Agent, BuilderToken or Task).
 
@@ -248,7 +260,7 @@ def structure_response(body: object, cls: type[T], *, info: ResponseInfo | None 
         result = converter.structure(mapping, cls)
     except Exception as exc:  # cattrs raises several exception types; all mean "bad body"
         raise _response_error(cls.__name__, exc, mapping, info) from exc
-    return attrs.evolve(result, raw=mapping, response=info)  # type: ignore[misc]
+    return _with_exchange(result, mapping, info)
 
 
 def structure_page(body: object, *, info: ResponseInfo | None = None) -> AgentPage:
@@ -261,8 +273,7 @@ def structure_page(body: object, *, info: ResponseInfo | None = None) -> AgentPa
     try:
         wire = converter.structure(mapping, _ListBody)
         items = tuple(
-            attrs.evolve(_structure_list_item(item, Agent), raw=item, response=info)
-            for item in wire.data.list
+            _with_exchange(_structure_list_item(item, Agent), item, info) for item in wire.data.list
         )
     except Exception as exc:  # see structure_response
         raise _response_error("AgentPage", exc, mapping, info) from exc
