@@ -196,6 +196,9 @@ class HostPool:
         The active host if it is healthy; else the next healthy host in ring order
         (which becomes active); else the host whose cooldown ends first.
         """
+        active = self._hosts[self._active]
+        if active.healthy(now):  # the common case, on every request: no list built
+            return active.url
         n = len(self._hosts)
         order = [(self._active + step) % n for step in range(n)]
         for i in order:

@@ -15,6 +15,7 @@ one event loop are parametrized with that backend alone.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gzip
 import json
 import pickle
@@ -49,6 +50,7 @@ from agora_stt_async._transports import (
     ShardedTransport,
     default_ssl_context,
 )
+from agora_stt_async._transports._response import LazyHeaders
 from agora_stt_async._transports.aiohttp import AiohttpTransport, map_aiohttp_error
 from agora_stt_async._transports.direct import DirectClient
 
@@ -1021,3 +1023,23 @@ async def test_emulator_legacy_flow(emulator_url: str, path: str) -> None:
     assert queried.task_id == task.task_id
     requests = await emulator_requests(emulator_url)
     assert (requests["acquire"], requests["start"], requests["stop"]) == (1, 1, 1)
+
+
+def test_lazy_headers_are_httpx_headers_built_on_first_use() -> None:
+    """The aiohttp path's LazyHeaders defer httpx.Headers' work until read, then behave
+    (lookups, repeated names, equality, pickling, copying) as the httpx.Headers they
+    stand for."""
+    raw = ((b"Content-Type", b"application/json"), (b"Set", b"a"), (b"set", b"b"))
+    lazy = LazyHeaders(raw)
+    assert set(vars(lazy)) == {"_pending_raw"}  # nothing built yet
+    assert isinstance(lazy, httpx.Headers)
+    assert lazy["content-type"] == "application/json"
+    assert "_pending_raw" not in vars(lazy)  # built on that first read
+    assert lazy["SET"] == "a, b"
+    assert lazy == httpx.Headers(list(raw))
+    unpickled = pickle.loads(pickle.dumps(LazyHeaders(raw)))
+    assert type(unpickled) is httpx.Headers
+    assert unpickled.get_list("set") == ["a", "b"]
+    assert copy.copy(LazyHeaders(raw))["set"] == "a, b"
+    with pytest.raises(AttributeError):
+        _ = lazy.no_such_attribute

@@ -36,7 +36,12 @@ import httpcore
 import httpx
 
 from agora_stt_async._errors import ConfigurationError
-from agora_stt_async._transports._response import MAX_BODY_BYTES, ReadResponse, read_httpx
+from agora_stt_async._transports._response import (
+    MAX_BODY_BYTES,
+    REQUEST_ID_HEADER,
+    ReadResponse,
+    read_httpx,
+)
 from agora_stt_async._transports._tls import default_ssl_context
 from agora_stt_async._transports.sharded import ShardedTransport
 
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "REQUEST_ID_HEADER",
     "AutoClient",
     "ReadResponse",
     "ShardedTransport",

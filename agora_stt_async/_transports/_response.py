@@ -7,13 +7,22 @@ and the URL. Nothing here imports aiohttp, so the httpx path works without it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final, final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, final
 
 import anyio
 import httpx
 
-__all__ = ["MAX_BODY_BYTES", "ReadResponse", "content_length", "declared_too_large", "read_httpx"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "REQUEST_ID_HEADER",
+    "RETRY_AFTER_HEADER",
+    "LazyHeaders",
+    "ReadResponse",
+    "content_length",
+    "declared_too_large",
+    "read_httpx",
+]
 
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 """The largest response body the SDK reads (after ``Content-Encoding`` is decoded).
@@ -29,6 +38,10 @@ _READ: Final = httpx.ByteStream(b"")
 """What an httpx response's ``stream`` becomes once its body has been read."""
 
 
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+RETRY_AFTER_HEADER: Final = "Retry-After"
+
+
 @final
 class ReadResponse:
     """A response read in full: status, headers, body, URL.
@@ -37,9 +50,21 @@ class ReadResponse:
     ``content`` holds at most that many of its first bytes (none when the declared
     ``Content-Length`` already said so), and the rest is dropped with the connection
     (unless it had already arrived whole, leaving the connection clean).
+
+    ``request_id`` and ``retry_after`` are the two headers ``HttpCore`` reads on every
+    response, looked up by the transport in its own header type (cheaply, without
+    building ``headers`` on the aiohttp path; see ``LazyHeaders``).
     """
 
-    __slots__ = ("content", "headers", "status_code", "truncated", "url")
+    __slots__ = (
+        "content",
+        "headers",
+        "request_id",
+        "retry_after",
+        "status_code",
+        "truncated",
+        "url",
+    )
 
     def __init__(
         self,
@@ -48,6 +73,9 @@ class ReadResponse:
         content: bytes,
         url: str,
         truncated: bool = False,
+        *,
+        request_id: str | None = None,
+        retry_after: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.headers = headers
@@ -55,6 +83,8 @@ class ReadResponse:
         self.content = content
         self.url = url
         self.truncated = truncated
+        self.request_id = request_id
+        self.retry_after = retry_after
 
     @property
     def request(self) -> ReadResponse:
@@ -115,7 +145,41 @@ async def read_httpx(
     # freed at once by reference counting rather than left for the cyclic GC (whose
     # oldest generation runs rarely: a long listing's memory would climb with it).
     response.stream = _READ
-    return ReadResponse(response.status_code, response.headers, body, str(request.url), truncated)
+    headers = response.headers
+    return ReadResponse(
+        response.status_code,
+        headers,
+        body,
+        str(request.url),
+        truncated,
+        request_id=headers.get(REQUEST_ID_HEADER),
+        retry_after=headers.get(RETRY_AFTER_HEADER),
+    )
+
+
+class LazyHeaders(httpx.Headers):
+    """An ``httpx.Headers`` built from raw ``(name, value)`` byte pairs when first used.
+
+    Building an ``httpx.Headers`` costs about as much as a tenth of an aiohttp request,
+    and most results' headers are never read: the aiohttp path hands this out instead,
+    and ``HttpCore`` reads the two headers it needs from ``ReadResponse``. Whatever
+    ``httpx.Headers`` keeps is set by its own ``__init__``, on the first access to an
+    attribute the instance lacks (no private name of httpx's is relied on). Pickles and
+    compares as the headers it stands for.
+    """
+
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
+        self.__dict__["_pending_raw"] = raw  # not httpx's __init__: that is deferred
+
+    def __getattr__(self, name: str) -> Any:
+        raw = self.__dict__.pop("_pending_raw", None)
+        if raw is None:  # built already (or being unpickled): a real miss
+            raise AttributeError(name)
+        httpx.Headers.__init__(self, list(raw))
+        return getattr(self, name)
+
+    def __reduce__(self) -> tuple[type[httpx.Headers], tuple[list[tuple[str, str]]]]:
+        return httpx.Headers, (list(self.multi_items()),)
 
 
 async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:

@@ -32,6 +32,9 @@ import yarl
 
 from agora_stt_async._transports._response import (
     MAX_BODY_BYTES,
+    REQUEST_ID_HEADER,
+    RETRY_AFTER_HEADER,
+    LazyHeaders,
     ReadResponse,
     declared_too_large,
 )
@@ -156,9 +159,17 @@ class DirectClient:
             raise map_aiohttp_error(exc, httpx.Request(method, target)) from exc
         # httpx.Headers, as on the httpx path: case-insensitive, repeated headers
         # joined alike, and picklable (aiohttp's CIMultiDictProxy is not, and the
-        # headers end up on every result's ``response``). About 4 us per response.
-        headers = httpx.Headers(response.raw_headers)
-        return ReadResponse(response.status, headers, body, target, truncated)
+        # headers end up on every result's ``response``); built only if read.
+        native = response.headers
+        return ReadResponse(
+            response.status,
+            LazyHeaders(response.raw_headers),
+            body,
+            target,
+            truncated,
+            request_id=native.get(REQUEST_ID_HEADER),
+            retry_after=native.get(RETRY_AFTER_HEADER),
+        )
 
     async def aclose(self) -> None:
         """Close the session and its connections; later requests raise ``RuntimeError``."""
