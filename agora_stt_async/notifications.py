@@ -120,24 +120,14 @@ SIGNATURE_V2_HEADER: Final = "Agora-Signature-V2"
 
 
 # Re-exported names report this module, where users find them (and pickle finds them).
-for _public in (
-    ExitReason,
-    to_unix_seconds,
-    AgentJoined,
-    AgentLeft,
-    Event,
-    LegacyBackedUp,
-    LegacyEvent,
-    LegacyPlaylistReady,
-    LegacyUploaded,
-    LegacyUploaderStarted,
-    LegacyUploadingProgress,
-    UnknownEvent,
-    UnparsedEvent,
-    UploadedFile,
-):
-    _public.__module__ = __name__
-del _public
+def _claim_reexports() -> None:
+    for name in __all__:
+        public = globals().get(name)  # None for what this module defines below
+        if getattr(public, "__module__", "").startswith("agora_stt_async._notifications"):
+            public.__module__ = __name__
+
+
+_claim_reexports()
 
 
 def parse(raw_body: bytes | str, *, strict: bool = False) -> Event:
