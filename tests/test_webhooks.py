@@ -584,13 +584,17 @@ async def test_webhooks_200_channels_lossy_events_end_true() -> None:
         f"102 before 101 for {len(inverted)} agents; "
         f"{client.statistics().requests / 200:.2f} requests per channel"
     )
-    # Events did the work: no sweep but the one a first event brings (before any agent
-    # ended), and exactly the server-ended tasks whose 102 came through had ended.
+    # Events did the work: no sweep but the one a first event brings, and every
+    # server-ended task whose 102 came through had ended. That one sweep usually runs
+    # before any agent ends; on a loaded machine it may run later and end a task whose
+    # 102 was lost too, so only without it must the two sets be equal.
     assert sweeps <= 1
     assert len(server_ended) == 100
     left = {n.sid for n in app.callbacks.sent if n.event_type == 102 and 200 in n.attempts}
-    assert by_events == left & {h.agent_id for h in server_ended}
-    assert len(by_events) >= 55, len(by_events)  # ~70% of their 102s are not lost
+    delivered = left & {h.agent_id for h in server_ended}
+    assert delivered <= by_events
+    assert by_events == delivered or sweeps == 1
+    assert len(delivered) >= 55, len(delivered)  # ~70% of their 102s are not lost
     # Reordering went deep enough for a 102 to overtake its own 101, and feed saw
     # repeats (redundant copies) while resends of one noticeId were dropped before it.
     assert inverted
