@@ -243,6 +243,11 @@ class Outcome:
     warnings: list[str]
 
 
+def _listed(label: str, figures: list[Figure]) -> str:
+    """``label: <qualifier> <median (range)>; ...``, one sentence of the findings."""
+    return label + ": " + "; ".join(f"{_qualifier(f.name)} {_range(f)}" for f in figures) + "."
+
+
 def _range(fig: Figure) -> str:
     return f"{fig.median:.2f} (runs {fig.low:.2f}-{fig.high:.2f})"
 
@@ -280,17 +285,11 @@ def run_findings(outcome: Outcome) -> str:
         )
     raw = [f for name, f in figs.items() if name.startswith("sdk_vs_raw_cpu_ratio [")]
     if raw:
-        said.append(
-            "SDK vs raw httpx doing the same GETs (`sdk_vs_raw_cpu_ratio`): "
-            + "; ".join(f"{_qualifier(f.name)} {_range(f)}" for f in raw)
-            + "."
-        )
+        said.append(_listed("SDK vs raw httpx doing the same GETs (`sdk_vs_raw_cpu_ratio`)", raw))
     trio = family("sdk_trio_vs_raw_cpu_ratio")
     if trio:
         said.append(
-            "On trio, the SDK vs raw httpx on trio (`sdk_trio_vs_raw_cpu_ratio`): "
-            + "; ".join(f"{_qualifier(f.name)} {_range(f)}" for f in trio)
-            + "."
+            _listed("On trio, the SDK vs raw httpx on trio (`sdk_trio_vs_raw_cpu_ratio`)", trio)
         )
     cpu = {name: f for name, f in figs.items() if name.startswith("cpu_ms_per_request [")}
     fast = {_qualifier(n).split(", ")[1]: f for n, f in cpu.items() if "[sdk_fast," in n}
@@ -305,10 +304,11 @@ def run_findings(outcome: Outcome) -> str:
     ours = family("httpx_ours_vs_httpx_aiohttp_cpu_ratio")
     if ours:
         said.append(
-            "An httpx client over the SDK's `AiohttpTransport` vs over `httpx-aiohttp`'s "
-            "(`httpx_ours_vs_httpx_aiohttp_cpu_ratio`): "
-            + "; ".join(f"{_qualifier(f.name)} {_range(f)}" for f in ours)
-            + "."
+            _listed(
+                "An httpx client over the SDK's `AiohttpTransport` vs over `httpx-aiohttp`'s "
+                "(`httpx_ours_vs_httpx_aiohttp_cpu_ratio`)",
+                ours,
+            )
         )
     overhead = figs.get("sdk_overhead_ms_per_call [MockTransport, paired]")
     sdk_mock, hand_mock = figs.get("sdk_ms_per_call_mock"), figs.get("hand_ms_per_call_mock")
